@@ -1,0 +1,17 @@
+"""defectgen: batched synthetic defects for industrial visual inspection.
+
+A defect is *where* (a mask sampler) x *what* (a source) x *how* (a blend); the named operators are presets of
+published methods over those parts. Every operator maps a ``(B, C, H, W)`` batch to a :class:`DefectBatch`.
+"""
+from .ops import Cutout, CutPaste, CutPasteScar, DefectOp, PatchDefect, Scar
+from .pipeline import OneOf, cutpaste_3way, cutpaste_union
+from .registry import create_op, create_part, list_ops, register_op, register_part
+from .result import DefectBatch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CutPaste", "CutPasteScar", "Cutout", "Scar", "PatchDefect", "DefectOp", "OneOf",
+    "cutpaste_union", "cutpaste_3way", "create_op", "create_part", "list_ops", "register_op",
+    "register_part", "DefectBatch",
+]

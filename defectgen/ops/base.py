@@ -1,0 +1,117 @@
+"""The operator contract: validation, randomness, replay, and the DefectBatch every operator returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from .._checks import check_images, check_int, check_probability
+from .._config import Configurable
+from .._rng import OwnGenerator, resolve_generator
+from ..result import DefectBatch, Params
+
+
+@dataclass
+class Painted:
+    """What ``paint`` reports: candidate boxes (kept where ``valid``) and per-sample labels."""
+
+    boxes: torch.Tensor      # (M, 4) float32
+    box_index: torch.Tensor  # (M,) int64
+    box_label: torch.Tensor  # (M,) int64
+    valid: torch.Tensor      # (M,) bool
+    label: torch.Tensor      # (B,) int64
+
+
+class DefectOp(Configurable):
+    """Base class of every operator.
+
+    Subclasses implement ``sample_params`` (draw every random choice as ``(B, ...)`` tensors from the given
+    generator), ``paint`` (write the defects into a working copy and the mask, from params alone) and
+    ``gate`` (restrict params to a subset of samples, used by pipelines). ``__call__`` does the rest.
+
+    Calling an operator: ``op(images, generator=None, seed=None, params=None)``. With neither ``generator``
+    nor ``seed``, the operator's own generator is used (seeded by the constructor's ``seed``, or by the OS).
+    """
+
+    config_key = "op"
+
+    def __init__(self, p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+        self.p = check_probability(p, "p")
+        self.label = check_int(label, "label", 1)
+        self.seed = None if seed is None else check_int(seed, "seed")
+        self._own_generator = OwnGenerator(self.seed)
+
+    # -- to implement -------------------------------------------------------------------------------------
+    def sample_params(self, batch: int, channels: int, height: int, width: int,
+                      generator: torch.Generator) -> Params:
+        raise NotImplementedError
+
+    def paint(self, canvas: torch.Tensor, mask: torch.Tensor, params: Params) -> Painted:
+        raise NotImplementedError
+
+    def gate(self, params: Params, keep: torch.Tensor) -> Params:
+        raise NotImplementedError
+
+    def check_replay(self, params: Params, height: int, width: int) -> None:
+        """Extra checks that replayed params fit the images (e.g. patch sizes); raise ValueError."""
+
+    # -- the contract -------------------------------------------------------------------------------------
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 seed: Optional[int] = None, params: Optional[Params] = None) -> DefectBatch:
+        batch, channels, height, width = check_images(images)
+        device = images.device
+        if params is None:
+            rng = resolve_generator(generator, seed, self._own_generator)
+            params = _to_device(self.sample_params(batch, channels, height, width, rng), device)
+        else:
+            if generator is not None or seed is not None:
+                raise ValueError("params= replays a call exactly; do not also pass generator= or seed=")
+            schema = self.sample_params(0, channels, height, width, torch.Generator())
+            params = _check_params(params, schema, batch, device, "params")
+            self.check_replay(params, height, width)
+
+        canvas = images.clone(memory_format=torch.contiguous_format)
+        mask = torch.zeros(batch, 1, height, width, dtype=torch.bool, device=device)
+        painted = self.paint(canvas, mask, params)
+        keep = painted.valid
+        return DefectBatch(image=canvas, mask=mask, label=painted.label, boxes=painted.boxes[keep],
+                           box_index=painted.box_index[keep], box_label=painted.box_label[keep], params=params)
+
+    forward = __call__
+
+
+def _to_device(params: Any, device: torch.device) -> Any:
+    if isinstance(params, torch.Tensor):
+        return params.to(device)
+    if isinstance(params, dict):
+        return {k: _to_device(v, device) for k, v in params.items()}
+    if isinstance(params, list):
+        return [_to_device(v, device) for v in params]
+    return params
+
+
+def _check_params(params: Any, schema: Any, batch: int, device: torch.device, where: str) -> Any:
+    """Compare replayed params with the structure an empty-batch draw has; move them to ``device``."""
+    if isinstance(schema, dict):
+        if not isinstance(params, dict):
+            raise TypeError(f"{where} must be a dict of tensors (an earlier call's .params), got {type(params).__name__}")
+        if set(params) != set(schema):
+            missing, extra = sorted(set(schema) - set(params)), sorted(set(params) - set(schema))
+            raise ValueError(f"{where} does not match this operator: missing {missing}, unexpected {extra}")
+        return {k: _check_params(params[k], schema[k], batch, device, f"{where}[{k!r}]") for k in schema}
+    if isinstance(schema, list):
+        if not isinstance(params, list) or len(params) != len(schema):
+            raise ValueError(f"{where} must be a list of {len(schema)} branch params")
+        return [_check_params(p, s, batch, device, f"{where}[{i}]") for i, (p, s) in enumerate(zip(params, schema))]
+    if not isinstance(params, torch.Tensor):
+        raise TypeError(f"{where} must be a tensor, got {type(params).__name__}")
+    if params.ndim != schema.ndim or params.shape[:1] != (batch,) or params.shape[1:] != schema.shape[1:]:
+        raise ValueError(f"{where} must have shape {(batch,) + tuple(schema.shape[1:])} for a batch of {batch}, "
+                         f"got {tuple(params.shape)}")
+    if params.dtype.is_floating_point != schema.dtype.is_floating_point or (params.dtype == torch.bool) != (
+            schema.dtype == torch.bool):
+        raise TypeError(f"{where} must have dtype {schema.dtype}, got {params.dtype}")
+    if params.dtype.is_floating_point and not torch.isfinite(params).all():
+        raise ValueError(f"{where} contains NaN or infinite values")
+    return params.to(device=device, dtype=schema.dtype)

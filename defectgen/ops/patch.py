@@ -1,0 +1,92 @@
+"""The composed patch operator: one shape (where) x one source (what) x one blend (how) per sample."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Union
+
+import torch
+
+from .._rng import bernoulli, integers_below
+from ..blends.base import Blend
+from ..masks.base import MaskSampler
+from ..masks.geometry import rasterize_rotated_rectangles, rotated_box_size, window_boxes, window_size
+from ..registry import create_part, register_op
+from ..result import Params
+from ..sources.base import Source
+from .base import DefectOp, Painted
+
+
+def _part(kind: str, value: Any, cls: type):
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, (str, Mapping)):
+        return create_part(kind, value)
+    raise TypeError(f"{kind} must be a {cls.__name__}, a registered name or a config dict, got {type(value).__name__}")
+
+
+@register_op("patch")
+class PatchDefect(DefectOp):
+    """Compose a defect from parts: ``PatchDefect(mask=ScarMask(), source=SelfPatch(), blend=Replace())``.
+
+    Each sample (with probability ``p``) gets one shape from ``mask``, placed uniformly with its bounding
+    box fully inside the image, filled by ``source`` and written by ``blend``. The named operators
+    (``CutPaste``, ``Scar``, ...) are presets of this class. Parts may be given as instances, registered
+    names or ``{"type": name, ...}`` configs, so a new defect type can be written in a YAML recipe.
+    """
+
+    def __init__(self, mask: Union[MaskSampler, str, Mapping], source: Union[Source, str, Mapping],
+                 blend: Union[Blend, str, Mapping] = "replace", p: float = 1.0, label: int = 1,
+                 seed: Optional[int] = None):
+        super().__init__(p=p, label=label, seed=seed)
+        self.mask = _part("mask", mask, MaskSampler)
+        self.source = _part("source", source, Source)
+        self.blend = _part("blend", blend, Blend)
+
+    def _window(self, height: int, width: int):
+        bound = self.mask.extent_bound(height, width)
+        # the unrotated size must fit too: a source reads an unrotated patch of it from the image
+        size = self.mask.size_bound(height, width)
+        needed = tuple(math.ceil(max(b, s) - 1e-3) for b, s in zip(bound, size))
+        if needed[0] > height or needed[1] > width:
+            raise ValueError(
+                f"{type(self).__name__}: images of {height}x{width} px are too small for its mask {self.mask!r}, "
+                f"whose defects can span {needed[0]}x{needed[1]} px; use larger images or smaller ranges")
+        return window_size(bound, height, width)
+
+    def sample_params(self, batch, channels, height, width, generator) -> Params:
+        self._window(height, width)
+        params = {"applied": bernoulli(batch, self.p, generator)}
+        shape = self.mask.sample(batch, height, width, generator)
+        params.update(shape)
+        box_h, box_w = rotated_box_size(shape["height_px"], shape["width_px"], shape["angle_deg"])
+        params["top"] = integers_below(height - box_h + 1, generator)
+        params["left"] = integers_below(width - box_w + 1, generator)
+        params.update(self.source.sample(batch, channels, height, width, shape, generator))
+        return params
+
+    def check_replay(self, params: Params, height: int, width: int) -> None:
+        hb, wb = self._window(height, width)
+        box_h, box_w = rotated_box_size(params["height_px"], params["width_px"], params["angle_deg"])
+        if ((box_h > hb) | (box_w > wb) | (params["top"] < 0) | (params["left"] < 0)
+                | (params["top"] + box_h > height) | (params["left"] + box_w > width)).any():
+            raise ValueError(f"params describe defects that do not fit {height}x{width} images with this "
+                             "operator's ranges; replay params with the operator and image size that made them")
+
+    def paint(self, canvas: torch.Tensor, mask: torch.Tensor, params: Params) -> Painted:
+        batch, _, height, width = canvas.shape
+        window = rasterize_rotated_rectangles(
+            params["height_px"], params["width_px"], params["angle_deg"], params["top"], params["left"],
+            params["applied"], (height, width), self._window(height, width))
+        values = self.source.render(canvas, params, window)
+        self.blend.paint(canvas, values, window)
+        flat_mask = mask.view(batch, 1, height * width)
+        index = window.flat_index.unsqueeze(1)
+        flat_mask.scatter_(2, index, flat_mask.gather(2, index) | window.inside.view(batch, 1, -1))
+
+        applied = params["applied"]
+        label = torch.full((batch,), self.label, dtype=torch.long, device=canvas.device)
+        return Painted(boxes=window_boxes(window), box_index=torch.arange(batch, device=canvas.device),
+                       box_label=label, valid=applied, label=torch.where(applied, label, 0))
+
+    def gate(self, params: Params, keep: torch.Tensor) -> Params:
+        return {**params, "applied": params["applied"] & keep}

@@ -1,0 +1,42 @@
+"""The one typed result every operator returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+import torch
+
+Params = Dict[str, Any]
+"""Sampled per-sample parameters: a dict of ``(B, ...)`` tensors (pipelines nest one dict per branch).
+Pass it back as ``op(images, params=params)`` to replay a call exactly."""
+
+
+@dataclass(frozen=True)
+class DefectBatch:
+    """A batch of synthetic defects.
+
+    Attributes:
+        image: ``(B, C, H, W)`` defective images, same dtype and device as the input.
+        mask: ``(B, 1, H, W)`` bool, True exactly where a defect was placed. Outside it ``image`` is
+            bit-identical to the input.
+        label: ``(B,)`` int64 per-sample class: 0 = left normal, otherwise the class id of the defect.
+            Usable directly as cross-entropy targets.
+        boxes: ``(N, 4)`` float32 ``x1, y1, x2, y2`` pixel boxes, one per defect instance. Coordinates are
+            pixel edges: a defect covering columns 3..5 has ``x1 = 3`` and ``x2 = 6``, as COCO and YOLO
+            expect.
+        box_index: ``(N,)`` int64 sample index of each box, sorted ascending.
+        box_label: ``(N,)`` int64 defect class of each box.
+        params: the sampled parameters; ``op(images, params=params)`` replays the call exactly.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    label: torch.Tensor
+    boxes: torch.Tensor
+    box_index: torch.Tensor
+    box_label: torch.Tensor
+    params: Params = field(repr=False)
+
+    def boxes_of(self, index: int) -> torch.Tensor:
+        """The ``(n, 4)`` boxes of sample ``index``."""
+        return self.boxes[self.box_index == index]

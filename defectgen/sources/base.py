@@ -1,0 +1,31 @@
+"""The "what" part of a defect: what fills the masked pixels."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from .._config import Configurable
+from ..masks.geometry import PatchWindow
+
+
+class Source(Configurable):
+    """Produces the defect's pixel values for a batch of patch windows.
+
+    ``sample`` draws the source's own per-sample parameters on the generator's device (``shape`` holds the
+    mask sampler's ``height_px``/``width_px``/``angle_deg``). ``render`` returns values for every window pixel,
+    ``(B, C, Hb, Wb)`` or broadcastable to it, in the images' value scale (0..255 for uint8, 0..1 for float);
+    the blend casts them to the images' dtype.
+    """
+
+    def sample(self, n: int, channels: int, height: int, width: int, shape: Dict[str, torch.Tensor],
+               generator: torch.Generator) -> Dict[str, torch.Tensor]:
+        return {}
+
+    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def value_scale(dtype: torch.dtype) -> float:
+    """Largest intensity of a dtype: 255 for uint8 images, 1.0 for float images (assumed in [0, 1])."""
+    return 255.0 if dtype == torch.uint8 else 1.0

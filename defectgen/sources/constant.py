@@ -1,0 +1,41 @@
+"""Constant-colour fills (Cutout, Scar)."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from ..masks.geometry import PatchWindow
+from ..registry import register_part
+from .base import Source, value_scale
+
+FILLS = ("gray", "mean", "random")
+
+
+@register_part("source", "constant")
+class ConstantFill(Source):
+    """Fill the defect with one colour per sample.
+
+    ``fill="gray"`` uses mid-grey (0.5, or 128 for uint8), ``"mean"`` the image's per-channel mean, and
+    ``"random"`` a uniform random colour per sample (each channel independently; grayscale images get a
+    random grey).
+    """
+
+    def __init__(self, fill: str = "random"):
+        if fill not in FILLS:
+            raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+        self.fill = fill
+
+    def sample(self, n, channels, height, width, shape, generator) -> Dict[str, torch.Tensor]:
+        if self.fill != "random":
+            return {}
+        return {"colour": torch.rand(n, channels, generator=generator, device=generator.device)}
+
+    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
+        scale = value_scale(images.dtype)
+        b, c = images.shape[:2]
+        if self.fill == "gray":
+            return torch.full((b, c, 1, 1), 0.5 * scale, device=images.device)
+        if self.fill == "mean":
+            return images.float().mean(dim=(2, 3), keepdim=True)
+        return params["colour"].float().view(b, c, 1, 1) * scale
