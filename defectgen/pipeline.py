@@ -115,6 +115,6 @@ def cutpaste_union(p: float = 0.5, seed: Optional[int] = None) -> OneOf:
 
 
 @register_op("cutpaste_3way")
-def cutpaste_3way(seed: Optional[int] = None) -> OneOf:
+def cutpaste_3way(p: float = 2 / 3, seed: Optional[int] = None) -> OneOf:
     """The CutPaste paper's 3-way pretext: normal (0), CutPaste (1), CutPaste-Scar (2), a third of each."""
-    return OneOf([CutPaste(), CutPasteScar()], p=2 / 3, labels=[1, 2], balanced=True, seed=seed)
+    return OneOf([CutPaste(), CutPasteScar()], p=p, labels=[1, 2], balanced=True, seed=seed)

@@ -114,7 +114,7 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
 
     rows = win_top.view(-1, 1, 1) + torch.arange(hb, device=device).view(1, hb, 1)
     cols = win_left.view(-1, 1, 1) + torch.arange(wb, device=device).view(1, 1, wb)
-    flat_index = (rows * W + cols).reshape(-1, hb * wb)
+    flat_index = (rows * W + cols).reshape(len(top), hb * wb)
     return PatchWindow(win_top, win_left, (hb, wb), inside, qy, qx, flat_index)
 
 

@@ -81,7 +81,7 @@ class PatchDefect(DefectOp):
         self.blend.paint(canvas, values, window)
         flat_mask = mask.view(batch, 1, height * width)
         index = window.flat_index.unsqueeze(1)
-        flat_mask.scatter_(2, index, flat_mask.gather(2, index) | window.inside.view(batch, 1, -1))
+        flat_mask.scatter_(2, index, flat_mask.gather(2, index) | window.inside.view(batch, 1, index.shape[2]))
 
         applied = params["applied"]
         label = torch.full((batch,), self.label, dtype=torch.long, device=canvas.device)

@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+
+
+def make_images(batch=4, channels=3, height=48, width=64, dtype=torch.float32, device="cpu", seed=0):
+    """Non-square random images, so height/width mix-ups fail loudly."""
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        x = torch.randint(0, 256, (batch, channels, height, width), generator=g, dtype=torch.uint8)
+    else:
+        x = torch.rand(batch, channels, height, width, generator=g).to(dtype)
+    return x.to(device)
+
+
+def pytest_collection_modifyitems(config, items):
+    if CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
