@@ -1,0 +1,119 @@
+"""The ``defectgen`` command line.
+
+Each subcommand is a ``(add_arguments, run)`` pair registered in :data:`_COMMANDS`, so new ones (``generate``,
+``train``, ``eval``) plug in without touching :func:`main`. User errors (a bad option, an unknown operator, an
+empty folder) end as one ``defectgen: error: ...`` line and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
+
+import torch
+
+from .io import default_images, load_folder
+from .preview import preview_grid, save_png
+from .registry import create_op, list_ops
+
+EXIT_USAGE = 2
+NEEDS_ARGUMENTS = ("patch", "one_of")
+"""Generic composable operators that cannot be built from their name alone; ``preview`` skips them by default."""
+
+
+class CliError(Exception):
+    """A user error: reported as one line on stderr, with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raise instead of exiting, so :func:`main` reports every usage error the same way and returns a code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# -- preview ----------------------------------------------------------------------------------------------------
+def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", metavar="DIR", type=Path,
+                        help="folder of OK images (searched recursively); default: the embedded texture tiles")
+    parser.add_argument("--op", metavar="NAME", action="append", dest="ops",
+                        help="operator to preview (repeatable); default: every operator that needs no arguments")
+    parser.add_argument("--out-dir", metavar="DIR", type=Path, default=Path("previews"),
+                        help="where <op>.png files are written (default: %(default)s)")
+    parser.add_argument("--count", metavar="N", type=_positive_int, default=6,
+                        help="number of images (columns) per preview (default: %(default)s)")
+    parser.add_argument("--size", metavar="PX", type=_positive_int, default=256,
+                        help="images are resized to PX x PX (default: %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0,
+                        help="seed of the operators' random draws (default: %(default)s)")
+
+
+def _run_preview(args: argparse.Namespace) -> int:
+    names = args.ops or [name for name in list_ops() if name not in NEEDS_ARGUMENTS]
+    ops = {}
+    for name in names:  # build every operator first, so a typo fails before anything is written
+        try:
+            ops[name] = create_op(name)
+        except (ValueError, TypeError) as error:
+            raise CliError(str(error)) from error
+    try:
+        images = default_images(args.size, args.count) if args.input is None else load_folder(
+            args.input, args.size, limit=args.count)
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    for name, op in ops.items():
+        try:
+            result = op(images, generator=torch.Generator().manual_seed(args.seed))
+        except ValueError as error:
+            raise CliError(f"op {name!r}: {error}") from error
+        path = args.out_dir / f"{name}.png"
+        try:
+            save_png(preview_grid(images, result), path)
+        except OSError as error:
+            raise CliError(str(error)) from error
+        print(path)
+    return 0
+
+
+# -- dispatch ---------------------------------------------------------------------------------------------------
+_COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "preview": ("render a PNG grid (input / defect / mask + boxes) per operator",
+                _add_preview_arguments, _run_preview),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per entry of :data:`_COMMANDS`."""
+    parser = _Parser(prog="defectgen", description="Batched synthetic defects for industrial visual inspection.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, add_arguments, run) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``defectgen`` console script and ``python -m defectgen``; returns the exit code.
+
+    ``--help`` returns 0 instead of raising ``SystemExit``, so callers (and tests) always get a code back.
+    """
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        return args.run(args)
+    except CliError as error:
+        print(f"defectgen: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as done:  # raised only by argparse's --help, after printing it
+        return int(done.code or 0)
