@@ -7,7 +7,7 @@ OP_CASES = {
     "cutpaste": [{}, {"colour_jitter": 0.0, "area_frac_range": (0.05, 0.1)}],
     "cutpaste_scar": [{}],
     "cutout": [{"fill": "gray"}, {"fill": "mean"}, {"fill": "random"}],
-    "scar": [{}, {"fill": "gray", "angle_deg_range": (80, 100)}],
+    "scar": [{}, {"fill": "gray", "angle_deg_range": (80, 100)}, {"fill": "random_gray"}],
     "patch": [{"mask": {"type": "scar", "width_px_range": [4, 8]}, "source": {"type": "constant", "fill": "mean"}},
               {"mask": "rectangle", "source": {"type": "self_patch", "colour_jitter": {"hue": 0.3}}}],
     "one_of": [{"ops": ["cutout", {"op": "scar", "label": 3}], "weights": [1, 2], "p": 0.8}],

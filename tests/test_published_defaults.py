@@ -113,3 +113,7 @@ def test_cutout_fills():
     random = Cutout(fill="random")(images, seed=0)
     colours = torch.stack([random.image[i].permute(1, 2, 0)[random.mask[i, 0]][0] for i in range(64)]).float()
     assert colours.std(dim=0).min() > 50, "random colours should spread over 0..255"
+    grey = Cutout(fill="random_gray")(images, seed=0)
+    levels = torch.stack([grey.image[i].permute(1, 2, 0)[grey.mask[i, 0]][0] for i in range(64)]).float()
+    assert (levels[:, 0] == levels[:, 1]).all() and (levels[:, 1] == levels[:, 2]).all()
+    assert levels[:, 0].std() > 50

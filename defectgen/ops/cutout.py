@@ -21,8 +21,8 @@ class Cutout(PatchDefect):
 
     Args:
         area_frac_range, aspect_ratio_range: as in :class:`~defectgen.CutPaste`.
-        fill: ``"gray"`` (mid-grey), ``"mean"`` (the image's per-channel mean) or ``"random"`` (a uniform
-            random colour per sample).
+        fill: ``"gray"`` (mid-grey), ``"mean"`` (the image's per-channel mean), ``"random"`` (a uniform
+            random colour per sample) or ``"random_gray"`` (a random grey level, for grey images stored as RGB).
         p, label, seed: as in :class:`~defectgen.CutPaste`.
     """
 

@@ -9,7 +9,7 @@ from ..masks.geometry import PatchWindow
 from ..registry import register_part
 from .base import Source, value_scale
 
-FILLS = ("gray", "mean", "random")
+FILLS = ("gray", "mean", "random", "random_gray")
 
 
 @register_part("source", "constant")
@@ -18,7 +18,8 @@ class ConstantFill(Source):
 
     ``fill="gray"`` uses mid-grey (0.5, or 128 for uint8), ``"mean"`` the image's per-channel mean, and
     ``"random"`` a uniform random colour per sample (each channel independently; grayscale images get a
-    random grey).
+    random grey), and ``"random_gray"`` a uniform random grey level on every channel, for grey images stored
+    as RGB where a coloured defect would give itself away by colour alone.
     """
 
     def __init__(self, fill: str = "random"):
@@ -27,9 +28,11 @@ class ConstantFill(Source):
         self.fill = fill
 
     def sample(self, n, channels, height, width, shape, generator) -> Dict[str, torch.Tensor]:
-        if self.fill != "random":
-            return {}
-        return {"colour": torch.rand(n, channels, generator=generator, device=generator.device)}
+        if self.fill == "random":
+            return {"colour": torch.rand(n, channels, generator=generator, device=generator.device)}
+        if self.fill == "random_gray":
+            return {"colour": torch.rand(n, 1, generator=generator, device=generator.device)}
+        return {}
 
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
         scale = value_scale(images.dtype)
@@ -38,4 +41,5 @@ class ConstantFill(Source):
             return torch.full((b, c, 1, 1), 0.5 * scale, device=images.device)
         if self.fill == "mean":
             return images.float().mean(dim=(2, 3), keepdim=True)
-        return params["colour"].float().view(b, c, 1, 1) * scale
+        colour = params["colour"].float()
+        return colour.view(b, colour.shape[1], 1, 1).expand(b, c, 1, 1) * scale
