@@ -1,0 +1,55 @@
+"""Smoke test for benchmarks/bench_ops.py: a tiny run, so the script cannot silently rot."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ops.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_ops", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ["--batch", "2", "--size", "64", "--repeats", "1", "--warmup", "0", "--device", "cpu"]
+
+
+def test_tiny_run_returns_and_prints_rows(bench, capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    results = bench.main(TINY + ["--ops", "cutout", "cutpaste_scar", "--json", str(out)])
+    printed = capsys.readouterr().out
+
+    assert len(results) == 1 and results[0]["device"] == "cpu"
+    assert results[0]["shape"] == [2, 3, 64, 64] and results[0]["clone_ms"] > 0
+    rows = {row["op"]: row for row in results[0]["rows"]}
+    assert set(rows) == {"cutout", "cutpaste_scar"}
+    for name, row in rows.items():
+        assert row["median_ms"] > 0 and row["ratio"] > 0
+        assert row["status"] in ("pass", "FAIL")
+        assert row["target"] == bench.TARGETS[name]
+        line = next(line for line in printed.splitlines() if line.startswith(name + " "))
+        assert line.split()[-1] == row["status"]
+    assert "clone: median" in printed and "threads" in printed and "2x3x64x64" in printed
+    assert results[0]["cpu_memory"] in ("warm", "default (warm needs glibc)")
+    assert printed.strip().splitlines()[-2].startswith("SUMMARY:")
+    assert json.loads(out.read_text())["results"][0]["rows"][0]["op"] == "cutout"
+
+
+def test_pipeline_has_no_target_and_bad_op_is_reported_not_raised(bench, capsys):
+    results = bench.main(TINY + ["--ops", "cutpaste_union", "patch", "--cpu-memory", "default"])
+    printed = capsys.readouterr().out
+    rows = {row["op"]: row for row in results[0]["rows"]}
+    assert rows["cutpaste_union"]["status"] == "-" and rows["cutpaste_union"]["target"] is None
+    assert rows["patch"]["status"] == "error"  # "patch" needs constructor arguments
+    assert "errors: patch@cpu" in printed
+
+
+def test_default_ops_skip_the_generic_ones(bench):
+    names = bench.default_ops()
+    assert "patch" not in names and "one_of" not in names
+    assert {"cutout", "cutpaste", "scar", "cutpaste_scar", "cutpaste_union", "cutpaste_3way"} <= set(names)
