@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 
 from ._checks import check_int, check_number, check_probability
-from .ops.base import DefectOp, Painted
+from .ops.base import Canvas, DefectOp, Painted
 from .ops.cutpaste import CutPaste, CutPasteScar
 from .registry import create_op, register_op
 from .result import Params
@@ -82,8 +82,8 @@ class OneOf(DefectOp):
         for op, branch in zip(self.ops, params["branches"]):
             op.check_replay(branch, height, width)
 
-    def paint(self, canvas: torch.Tensor, mask: torch.Tensor, params: Params) -> Painted:
-        label = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)
+    def paint(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> Painted:
+        label = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
         parts = []
         for k, (op, branch) in enumerate(zip(self.ops, params["branches"])):
             # branches gate disjoint samples, so painting them one after another on the same canvas is exact

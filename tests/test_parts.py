@@ -7,7 +7,7 @@ import torchvision.transforms.v2.functional as TF
 
 from defectgen import CutPaste, CutPasteScar, PatchDefect
 from defectgen.masks import RectangleMask, ScarMask
-from defectgen.masks.geometry import rotated_extent_bound
+from defectgen.masks.geometry import PatchPixels, rotated_extent_bound
 from defectgen.sources import ColourJitter, ConstantFill, SelfPatch
 
 from conftest import make_images
@@ -69,6 +69,17 @@ def test_tiny_scar_never_leaves_an_empty_mask():
     assert (out.mask.sum(dim=(1, 2, 3)) >= 1).all() and len(out.boxes) == 32
 
 
+def jitter_image(image, params, weight=None):
+    """Run ColourJitter.apply on one (1, C, h, w) image laid out as a pixel list."""
+    c, h, w = image.shape[1:]
+    n = h * w
+    values = image[0].reshape(c, n).T.clone()
+    pixels = PatchPixels(batch=1, sample=torch.zeros(n, dtype=torch.long), start=torch.tensor([0, n]),
+                         plane_index=torch.arange(n), inside=None if weight is None else weight.reshape(n),
+                         qy=None, qx=None, boxes=torch.zeros(1, 4))
+    return ColourJitter.apply(values, pixels, params, 1.0).T.reshape(1, c, h, w)
+
+
 @pytest.mark.parametrize("key,fn", [("brightness", TF.adjust_brightness), ("contrast", TF.adjust_contrast),
                                     ("saturation", TF.adjust_saturation)])
 @pytest.mark.parametrize("factor", [0.9, 1.1])
@@ -77,7 +88,7 @@ def test_jitter_matches_torchvision(key, fn, factor):
     params = {k: torch.ones(1) for k in ("brightness", "contrast", "saturation")}
     params["hue"] = torch.zeros(1)
     params[key] = torch.tensor([factor])
-    ours = ColourJitter.apply(patch.clone(), torch.ones(1, 1, 32, 32), params, 1.0)
+    ours = jitter_image(patch, params)
     assert torch.allclose(ours, fn(patch, factor), atol=1e-5)
 
 
@@ -86,22 +97,22 @@ def test_hue_rotation_keeps_grey_and_follows_torchvision_direction():
     ones = torch.ones(1)
     for hue in (-0.1, 0.05, 0.1):
         params = {"brightness": ones, "contrast": ones, "saturation": ones, "hue": torch.tensor([hue])}
-        ours = ColourJitter.apply(patch.clone(), torch.ones(1, 1, 32, 32), params, 1.0)
+        ours = jitter_image(patch, params)
         reference = TF.adjust_hue(patch, hue)
         cos = torch.nn.functional.cosine_similarity((ours - patch).flatten(), (reference - patch).flatten(), dim=0)
         assert cos > 0.7, f"hue {hue}: the rotation moves colours another way than torchvision ({cos:.2f})"
         grey = torch.full((1, 3, 4, 4), 0.4)
-        assert torch.allclose(ColourJitter.apply(grey, torch.ones(1, 1, 4, 4), params, 1.0), grey, atol=1e-6)
+        assert torch.allclose(jitter_image(grey, params), grey, atol=1e-6)
 
 
 def test_jitter_contrast_uses_only_the_patch_pixels():
     patch = torch.zeros(1, 1, 4, 4)
     patch[..., :2, :] = 1.0  # the masked half is white, the rest (padding) black
-    weight = torch.zeros(1, 1, 4, 4)
-    weight[..., :2, :] = 1
+    weight = torch.zeros(4, 4, dtype=torch.bool)
+    weight[:2] = True
     params = {"brightness": torch.ones(1), "contrast": torch.tensor([0.5]), "saturation": torch.ones(1),
               "hue": torch.zeros(1)}
-    out = ColourJitter.apply(patch, weight, params, 1.0)
+    out = jitter_image(patch, params, weight)
     assert torch.allclose(out[..., :2, :], torch.ones(1, 1, 2, 4))  # mean of the patch is 1: unchanged
 
 

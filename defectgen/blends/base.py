@@ -1,20 +1,27 @@
 """The "how" part of a defect: how the source's values meet the image inside the mask."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .._config import Configurable
-from ..masks.geometry import PatchWindow
+from ..masks.geometry import PatchPixels
 
 
 class Blend(Configurable):
-    """Writes a source's values into ``canvas`` (a contiguous working copy) at the window's mask, in place.
+    """Writes a source's ``(N, C)`` values into ``canvas`` (a contiguous working copy) in place.
 
-    A blend may only change pixels where ``window.inside`` is True: that is what makes the mask the truth.
+    A blend may only change pixels where ``pixels.inside`` is True: that is what makes the mask the truth.
     """
 
-    def paint(self, canvas: torch.Tensor, values: torch.Tensor, window: PatchWindow) -> None:
+    def paint(self, canvas: torch.Tensor, values: torch.Tensor, pixels: PatchPixels) -> None:
         raise NotImplementedError
+
+    def fill(self, image: torch.Tensor, region: torch.Tensor, colour: torch.Tensor) -> Optional[torch.Tensor]:
+        """A new batch with ``colour`` ``(B, C)`` blended into the ``(B, 1, H, W)`` ``region``, or None if this
+        blend has no whole-batch form (the operator then falls back to :meth:`paint`)."""
+        return None
 
 
 def cast_like(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..masks.geometry import PatchWindow
+from ..masks.geometry import PatchPixels
 from ..registry import register_part
 from .base import Blend, cast_like
 
@@ -12,12 +12,15 @@ from .base import Blend, cast_like
 class Replace(Blend):
     """Overwrite the masked pixels with the source's values."""
 
-    def paint(self, canvas: torch.Tensor, values: torch.Tensor, window: PatchWindow) -> None:
-        b, c, h, w = canvas.shape
-        hb, wb = window.size
-        flat = canvas.view(b, c, h * w)
-        index = window.flat_index.unsqueeze(1).expand(b, c, hb * wb)
-        current = flat.gather(2, index)
-        values = cast_like(values, canvas.dtype).expand(b, c, hb, wb).reshape(b, c, hb * wb)
-        # windows lie inside the image, so indices within a sample are distinct and the scatter is exact
-        flat.scatter_(2, index, torch.where(window.inside.view(b, 1, hb * wb), values, current))
+    def paint(self, canvas: torch.Tensor, values: torch.Tensor, pixels: PatchPixels) -> None:
+        index = pixels.channel_index(*canvas.shape[1:])
+        flat = canvas.view(-1)
+        values = cast_like(values, canvas.dtype)
+        if pixels.inside is not None:
+            values = torch.where(pixels.inside.unsqueeze(1), values, flat.take(index))
+        # a sample's pixels are distinct, so every index is written once and the put is exact
+        flat.put_(index, values)
+
+    def fill(self, image: torch.Tensor, region: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        colour = cast_like(colour, image.dtype)
+        return torch.where(region, colour.view(*colour.shape, 1, 1), image)

@@ -18,6 +18,9 @@ class MaskSampler(Configurable):
     static rasterisation window from it and reject images that are too small.
     """
 
+    #: True when every sampled angle is 0: operators then take the rasteriser's unrotated fast path
+    axis_aligned: bool = False
+
     def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -1,17 +1,18 @@
-"""Window geometry shared by the patch-shaped mask samplers.
+"""Pixel geometry shared by the patch-shaped mask samplers.
 
 Every patch defect (rectangle, thin scar, ...) is a rotated rectangle: a canonical axis-aligned size
 ``(height_px, width_px)`` turned by ``angle_deg`` and placed with the top-left corner of its bounding box at
-``(top, left)``. To stay vectorised without a per-sample loop or a host sync, all samples of a batch are
-rasterised inside a window of one static size ``(Hb, Wb)`` that the sampler derives from its ranges alone.
-Windows are shifted to lie fully inside the image, so every window pixel maps to a distinct image pixel and
-scatters never collide.
+``(top, left)``. A batch of them is rasterised as one *ragged pixel list*: every pixel of every defective
+sample's bounding box, tagged with its sample index. Work then scales with the defects' area (2-15 % of the
+image for CutPaste) instead of a padded worst-case window, and there is still no loop over the batch. Sizing
+the list needs one host sync (``int(area.sum())``), the same kind that selecting the boxes of the defective
+samples needs anyway.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -20,8 +21,8 @@ def rotated_extent_bound(height_px: float, width_px: float, angle_deg_range: Tup
                          ) -> Tuple[float, float]:
     """Largest bounding-box ``(height, width)`` of an ``height_px x width_px`` rectangle over the angle range.
 
-    ``h|cos a| + w|sin a|`` peaks at ``sqrt(h^2 + w^2)`` where ``tan a = w / h`` (mod 180 deg); between its
-    peaks it is unimodal-free, so the maximum over an interval is a peak inside it or one of the ends.
+    ``h|cos a| + w|sin a|`` peaks at ``sqrt(h^2 + w^2)`` where ``tan a = w / h`` (mod 180 deg) and has no other
+    local maximum, so the maximum over an interval is a peak inside it or one of its ends.
     """
     lo, hi = (math.radians(a) for a in angle_deg_range)
 
@@ -50,83 +51,132 @@ def rotated_box_size(height_px: torch.Tensor, width_px: torch.Tensor, angle_deg:
     return bh, bw
 
 
-def window_size(extent_bound: Tuple[float, float], image_height: int, image_width: int) -> Tuple[int, int]:
-    """Static window size for a batch; ``extent_bound`` comes from the sampler's ranges, not its samples."""
-    return (min(image_height, math.ceil(extent_bound[0]) + 1), min(image_width, math.ceil(extent_bound[1]) + 1))
-
-
 @dataclass(frozen=True)
-class PatchWindow:
-    """Where a batch of rotated-rectangle defects land, in window coordinates.
+class PatchPixels:
+    """The bounding-box pixels of a batch of rotated-rectangle defects, as one ragged list.
 
     Attributes:
-        top, left: ``(B,)`` image coordinates of each window's top-left pixel.
-        size: static ``(Hb, Wb)``.
-        inside: ``(B, Hb, Wb)`` bool, the defect's pixels (already False for samples left normal).
-        qy, qx: ``(B, Hb, Wb)`` offsets of each pixel centre from the shape centre in the shape's own,
-            unrotated frame. Sources use them to read a rotated patch; ``|qy| < height/2`` inside.
-        flat_index: ``(B, Hb * Wb)`` index of each window pixel in the flattened ``H * W`` image plane.
+        batch: number of samples ``B``.
+        sample: ``(N,)`` sample index of each pixel, non-decreasing.
+        start: ``(B + 1,)`` offsets: sample ``b``'s pixels are ``start[b]:start[b + 1]`` of the list.
+        plane_index: ``(N,)`` index of each pixel in a flattened ``(B, H, W)`` plane.
+        inside: ``(N,)`` bool, the defect's own pixels, or None when every listed pixel is inside (unrotated
+            rectangles fill their bounding box, so blends can skip the test).
+        qy, qx: ``(N,)`` offsets of each pixel centre from the shape centre in the shape's own, unrotated
+            frame, for sources that read a rotated patch; None for unrotated rectangles, where reading a patch
+            is a plain translation of ``plane_index``.
+        boxes: ``(B, 4)`` tight xyxy pixel-edge boxes of each sample's defect (meaningless where it has none).
     """
 
-    top: torch.Tensor
-    left: torch.Tensor
-    size: Tuple[int, int]
-    inside: torch.Tensor
-    qy: torch.Tensor
-    qx: torch.Tensor
-    flat_index: torch.Tensor
+    batch: int
+    sample: torch.Tensor
+    start: torch.Tensor
+    plane_index: torch.Tensor
+    inside: Optional[torch.Tensor]
+    qy: Optional[torch.Tensor]
+    qx: Optional[torch.Tensor]
+    boxes: torch.Tensor
+    _channel_index: Dict[Tuple[int, int, int], torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def per_pixel(self, values: torch.Tensor) -> torch.Tensor:
+        """Broadcast per-sample ``(B, ...)`` values to the pixels (``index_select`` is the fast gather here)."""
+        return values.index_select(0, self.sample)
+
+    def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` per-sample sums of ``(N,)`` values: differences of one float64 running sum, which is several
+        times faster than ``index_add_`` because each sample's pixels are contiguous in the list."""
+        running = torch.zeros(len(values) + 1, dtype=torch.float64, device=values.device)
+        torch.cumsum(values, 0, dtype=torch.float64, out=running[1:])
+        return (running.index_select(0, self.start[1:]) - running.index_select(0, self.start[:-1])).to(values.dtype)
+
+    def channel_index(self, channels: int, height: int, width: int) -> torch.Tensor:
+        """``(N, C)`` index of every pixel's channels in a flattened contiguous ``(B, C, H, W)`` tensor.
+
+        Cached: the source reads and the blend writes the same pixels, and at ~N x C int64 it is not free."""
+        key = (channels, height, width)
+        cached = self._channel_index.get(key)
+        if cached is None:
+            plane = height * width
+            first = self.plane_index + self.sample * ((channels - 1) * plane)
+            cached = first.unsqueeze(1) + torch.arange(channels, device=first.device) * plane
+            self._channel_index[key] = cached
+        return cached
 
 
 def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor, angle_deg: torch.Tensor,
                                  top: torch.Tensor, left: torch.Tensor, applied: torch.Tensor,
-                                 image_size: Tuple[int, int], window: Tuple[int, int]) -> PatchWindow:
-    """Rasterise one rotated rectangle per sample whose bounding box has its top-left at ``(top, left)``.
+                                 image_size: Tuple[int, int], axis_aligned: bool = False) -> PatchPixels:
+    """Rasterise one rotated rectangle per defective sample whose bounding box starts at ``(top, left)``.
 
     A pixel belongs to the shape when its centre falls inside the rectangle (half-open on the far side, so an
     unrotated ``h x w`` rectangle covers exactly ``h x w`` pixels). The pixel under the shape centre is always
     included: a 1-px scar at 45 degrees could otherwise miss every pixel centre and leave a "defect" sample
-    with an empty mask.
+    with an empty mask. ``axis_aligned=True`` promises every angle is 0 and skips the rotation maths.
     """
-    H, W = image_size
-    hb, wb = window
+    height, width = image_size
     device = top.device
-    bh, bw = rotated_box_size(height_px, width_px, angle_deg)
-    win_top = torch.minimum(top, torch.full_like(top, H - hb))
-    win_left = torch.minimum(left, torch.full_like(left, W - wb))
-    centre_y = (top - win_top).float() + bh.float() / 2
-    centre_x = (left - win_left).float() + bw.float() / 2
+    batch = top.shape[0]
+    if axis_aligned:
+        box_h, box_w = height_px, width_px
+    else:
+        box_h, box_w = rotated_box_size(height_px, width_px, angle_deg)
+    area = box_h * box_w * applied.long()
+    count = int(area.sum())  # the one host sync: the size of the ragged list
+    sample = torch.repeat_interleave(torch.arange(batch, device=device), area, output_size=count)
+    start = torch.zeros(batch + 1, dtype=torch.long, device=device)
+    torch.cumsum(area, 0, out=start[1:])
+    k = torch.arange(count, device=device) - start.index_select(0, sample)
+    bw = box_w.index_select(0, sample)
+    i = torch.div(k, bw, rounding_mode="floor")
+    j = k - i * bw
+    origin = (torch.arange(batch, device=device) * height + top) * width + left  # box corner in the plane
+    plane_index = origin.index_select(0, sample) + i * width + j
 
-    ys = torch.arange(hb, device=device, dtype=torch.float32) + 0.5
-    xs = torch.arange(wb, device=device, dtype=torch.float32) + 0.5
-    dy = ys.view(1, hb, 1) - centre_y.view(-1, 1, 1)
-    dx = xs.view(1, 1, wb) - centre_x.view(-1, 1, 1)
-    t = torch.deg2rad(angle_deg.float()).view(-1, 1, 1)
-    cos, sin = t.cos(), t.sin()
-    # rotate the pixel offsets back into the shape's frame
+    if axis_aligned:
+        boxes = torch.stack([left, top, left + width_px, top + height_px], dim=1).float()
+        return PatchPixels(batch, sample, start, plane_index, None, None, None, boxes)
+
+    # offsets from the shape centre, rotated back into the shape's frame
+    per_sample = torch.stack([box_h.float() / 2, box_w.float() / 2, height_px.float() / 2, width_px.float() / 2,
+                              *_cos_sin(angle_deg)], dim=1).index_select(0, sample)
+    centre_y, centre_x, half_h, half_w, cos, sin = per_sample.unbind(1)
+    dy = i.float() + 0.5 - centre_y
+    dx = j.float() + 0.5 - centre_x
     qy = cos * dy + sin * dx
-    qx = -sin * dy + cos * dx
-    half_h = height_px.float().view(-1, 1, 1) / 2
-    half_w = width_px.float().view(-1, 1, 1) / 2
+    qx = cos * dx - sin * dy
     inside = (qy >= -half_h) & (qy < half_h) & (qx >= -half_w) & (qx < half_w)
-    centre_pixel = (dy.abs() <= 0.5) & (dx.abs() <= 0.5)
-    centre_pixel = centre_pixel & (dy < 0.5) & (dx < 0.5)  # exactly one pixel even on .5 boundaries
-    inside = (inside | centre_pixel) & applied.view(-1, 1, 1)
-
-    rows = win_top.view(-1, 1, 1) + torch.arange(hb, device=device).view(1, hb, 1)
-    cols = win_left.view(-1, 1, 1) + torch.arange(wb, device=device).view(1, 1, wb)
-    flat_index = (rows * W + cols).reshape(len(top), hb * wb)
-    return PatchWindow(win_top, win_left, (hb, wb), inside, qy, qx, flat_index)
+    inside |= (dy >= -0.5) & (dy < 0.5) & (dx >= -0.5) & (dx < 0.5)  # the centre pixel
+    return PatchPixels(batch, sample, start, plane_index, inside, qy, qx,
+                       _tight_boxes(sample, i + top.index_select(0, sample), j + left.index_select(0, sample),
+                                    inside, batch, image_size))
 
 
-def window_boxes(window: PatchWindow) -> torch.Tensor:
-    """Tight ``(B, 4)`` xyxy pixel-edge boxes of each sample's window mask (garbage where it is empty)."""
-    inside = window.inside
-    hb, wb = window.size
-    rows = inside.any(dim=2)
-    cols = inside.any(dim=1)
-    y1 = rows.float().argmax(dim=1)
-    y2 = hb - rows.flip(1).float().argmax(dim=1)
-    x1 = cols.float().argmax(dim=1)
-    x2 = wb - cols.flip(1).float().argmax(dim=1)
-    top, left = window.top, window.left
-    return torch.stack([x1 + left, y1 + top, x2 + left, y2 + top], dim=1).float()
+def rectangle_masks(top: torch.Tensor, left: torch.Tensor, height_px: torch.Tensor, width_px: torch.Tensor,
+                    applied: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
+    """``(B, 1, H, W)`` masks of unrotated rectangles, as the outer product of row and column intervals."""
+    height, width = image_size
+    rows = torch.arange(height, device=top.device)
+    cols = torch.arange(width, device=top.device)
+    in_rows = (rows >= top.unsqueeze(1)) & (rows < (top + height_px).unsqueeze(1)) & applied.unsqueeze(1)
+    in_cols = (cols >= left.unsqueeze(1)) & (cols < (left + width_px).unsqueeze(1))
+    # a uint8 product vectorises about 10x better on CPU than a broadcast bool `&`; 0/1 bytes are valid bools
+    outer = in_rows.to(torch.uint8)[:, None, :, None] * in_cols.to(torch.uint8)[:, None, None, :]
+    return outer.view(torch.bool)
+
+
+def _cos_sin(angle_deg: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    t = torch.deg2rad(angle_deg.float())
+    return t.cos(), t.sin()
+
+
+def _tight_boxes(sample: torch.Tensor, row: torch.Tensor, col: torch.Tensor, inside: torch.Tensor, batch: int,
+                 image_size: Tuple[int, int]) -> torch.Tensor:
+    height, width = image_size
+    edges = []
+    for coord, extent in ((col, width), (row, height)):
+        low = torch.full((batch,), extent, dtype=torch.long, device=coord.device)
+        high = torch.zeros(batch, dtype=torch.long, device=coord.device)
+        edges.append(low.scatter_reduce(0, sample, torch.where(inside, coord, extent), "amin"))
+        edges.append(high.scatter_reduce(0, sample, torch.where(inside, coord + 1, 0), "amax"))
+    x1, x2, y1, y2 = edges
+    return torch.stack([x1, y1, x2, y2], dim=1).float()

@@ -24,6 +24,8 @@ class RectangleMask(MaskSampler):
         aspect_ratio_range: ``width / height``, positive; drawn log-uniformly.
     """
 
+    axis_aligned = True
+
     def __init__(self, area_frac_range: Tuple[float, float] = (0.02, 0.15),
                  aspect_ratio_range: Tuple[float, float] = (0.3, 1 / 0.3)):
         self.area_frac_range = check_range(area_frac_range, "area_frac_range", 0.0, 1.0, low_open=True)

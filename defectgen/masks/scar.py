@@ -32,6 +32,7 @@ class ScarMask(MaskSampler):
         self.angle_deg_range = check_range(angle_deg_range, "angle_deg_range", -180.0, 180.0)
         self.reference_size = (None if reference_size is None
                                else check_number(reference_size, "reference_size", 0.0, low_open=True))
+        self.axis_aligned = self.angle_deg_range == (0.0, 0.0)
 
     def _scale(self, height: int, width: int) -> float:
         return 1.0 if self.reference_size is None else min(height, width) / self.reference_size

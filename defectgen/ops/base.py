@@ -23,11 +23,38 @@ class Painted:
     label: torch.Tensor      # (B,) int64
 
 
+class Canvas:
+    """The batch being painted: the caller's input until the first in-place write, then a private copy.
+
+    Operators either write into :meth:`writable` (a contiguous copy made once, on first use) or hand a new
+    tensor to :meth:`replace` (e.g. one ``torch.where`` over the whole batch, which costs about what a copy
+    would). Either way the caller's tensor is never modified.
+    """
+
+    def __init__(self, images: torch.Tensor):
+        self.image = images
+        self._owned = False
+
+    def writable(self) -> torch.Tensor:
+        if not self._owned:
+            self.image = self.image.clone(memory_format=torch.contiguous_format)
+            self._owned = True
+        return self.image
+
+    def replace(self, image: torch.Tensor) -> None:
+        self.image = image
+        self._owned = True
+
+    def result(self) -> torch.Tensor:
+        """The painted batch, never the caller's tensor itself."""
+        return self.writable()
+
+
 class DefectOp(Configurable):
     """Base class of every operator.
 
     Subclasses implement ``sample_params`` (draw every random choice as ``(B, ...)`` tensors from the given
-    generator), ``paint`` (write the defects into a working copy and the mask, from params alone) and
+    generator), ``paint`` (write the defects into a :class:`Canvas` and the mask, from params alone) and
     ``gate`` (restrict params to a subset of samples, used by pipelines). ``__call__`` does the rest.
 
     Calling an operator: ``op(images, generator=None, seed=None, params=None)``. With neither ``generator``
@@ -47,7 +74,7 @@ class DefectOp(Configurable):
                       generator: torch.Generator) -> Params:
         raise NotImplementedError
 
-    def paint(self, canvas: torch.Tensor, mask: torch.Tensor, params: Params) -> Painted:
+    def paint(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> Painted:
         raise NotImplementedError
 
     def gate(self, params: Params, keep: torch.Tensor) -> Params:
@@ -71,11 +98,11 @@ class DefectOp(Configurable):
             params = _check_params(params, schema, batch, device, "params")
             self.check_replay(params, height, width)
 
-        canvas = images.clone(memory_format=torch.contiguous_format)
+        canvas = Canvas(images)
         mask = torch.zeros(batch, 1, height, width, dtype=torch.bool, device=device)
         painted = self.paint(canvas, mask, params)
         keep = painted.valid
-        return DefectBatch(image=canvas, mask=mask, label=painted.label, boxes=painted.boxes[keep],
+        return DefectBatch(image=canvas.result(), mask=mask, label=painted.label, boxes=painted.boxes[keep],
                            box_index=painted.box_index[keep], box_label=painted.box_label[keep], params=params)
 
     forward = __call__

@@ -9,11 +9,11 @@ import torch
 from .._rng import bernoulli, integers_below
 from ..blends.base import Blend
 from ..masks.base import MaskSampler
-from ..masks.geometry import rasterize_rotated_rectangles, rotated_box_size, window_boxes, window_size
+from ..masks.geometry import rasterize_rotated_rectangles, rectangle_masks, rotated_box_size
 from ..registry import create_part, register_op
 from ..result import Params
 from ..sources.base import Source
-from .base import DefectOp, Painted
+from .base import Canvas, DefectOp, Painted
 
 
 def _part(kind: str, value: Any, cls: type):
@@ -42,7 +42,7 @@ class PatchDefect(DefectOp):
         self.source = _part("source", source, Source)
         self.blend = _part("blend", blend, Blend)
 
-    def _window(self, height: int, width: int):
+    def _check_fits(self, height: int, width: int) -> None:
         bound = self.mask.extent_bound(height, width)
         # the unrotated size must fit too: a source reads an unrotated patch of it from the image
         size = self.mask.size_bound(height, width)
@@ -51,10 +51,9 @@ class PatchDefect(DefectOp):
             raise ValueError(
                 f"{type(self).__name__}: images of {height}x{width} px are too small for its mask {self.mask!r}, "
                 f"whose defects can span {needed[0]}x{needed[1]} px; use larger images or smaller ranges")
-        return window_size(bound, height, width)
 
     def sample_params(self, batch, channels, height, width, generator) -> Params:
-        self._window(height, width)
+        self._check_fits(height, width)
         params = {"applied": bernoulli(batch, self.p, generator)}
         shape = self.mask.sample(batch, height, width, generator)
         params.update(shape)
@@ -65,28 +64,43 @@ class PatchDefect(DefectOp):
         return params
 
     def check_replay(self, params: Params, height: int, width: int) -> None:
-        hb, wb = self._window(height, width)
+        self._check_fits(height, width)
         box_h, box_w = rotated_box_size(params["height_px"], params["width_px"], params["angle_deg"])
-        if ((box_h > hb) | (box_w > wb) | (params["top"] < 0) | (params["left"] < 0)
+        if ((params["height_px"] < 1) | (params["width_px"] < 1) | (params["top"] < 0) | (params["left"] < 0)
                 | (params["top"] + box_h > height) | (params["left"] + box_w > width)).any():
-            raise ValueError(f"params describe defects that do not fit {height}x{width} images with this "
-                             "operator's ranges; replay params with the operator and image size that made them")
+            raise ValueError(f"params describe defects that do not fit {height}x{width} images; replay params "
+                             "on images of the size that made them")
 
-    def paint(self, canvas: torch.Tensor, mask: torch.Tensor, params: Params) -> Painted:
-        batch, _, height, width = canvas.shape
-        window = rasterize_rotated_rectangles(
-            params["height_px"], params["width_px"], params["angle_deg"], params["top"], params["left"],
-            params["applied"], (height, width), self._window(height, width))
-        values = self.source.render(canvas, params, window)
-        self.blend.paint(canvas, values, window)
-        flat_mask = mask.view(batch, 1, height * width)
-        index = window.flat_index.unsqueeze(1)
-        flat_mask.scatter_(2, index, flat_mask.gather(2, index) | window.inside.view(batch, 1, index.shape[2]))
-
+    def paint(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> Painted:
+        batch, _, height, width = mask.shape
         applied = params["applied"]
-        label = torch.full((batch,), self.label, dtype=torch.long, device=canvas.device)
-        return Painted(boxes=window_boxes(window), box_index=torch.arange(batch, device=canvas.device),
-                       box_label=label, valid=applied, label=torch.where(applied, label, 0))
+        label = torch.full((batch,), self.label, dtype=torch.long, device=mask.device)
+        painted = Painted(boxes=None, box_index=torch.arange(batch, device=mask.device), box_label=label,
+                          valid=applied, label=torch.where(applied, label, 0))
+        shape = (params["height_px"], params["width_px"])
+        if self.mask.axis_aligned:
+            colour = self.source.constant_colour(canvas.image, params)
+            if colour is not None:
+                region = rectangle_masks(params["top"], params["left"], *shape, applied, (height, width))
+                filled = self.blend.fill(canvas.image, region, colour)
+                if filled is not None:
+                    canvas.replace(filled)
+                    torch.logical_or(mask, region, out=mask)
+                    painted.boxes = torch.stack([params["left"], params["top"], params["left"] + shape[1],
+                                                 params["top"] + shape[0]], dim=1).float()
+                    return painted
+
+        pixels = rasterize_rotated_rectangles(*shape, params["angle_deg"], params["top"], params["left"], applied,
+                                              (height, width), self.mask.axis_aligned)
+        image = canvas.writable()
+        self.blend.paint(image, self.source.render(image, params, pixels), pixels)
+        flat_mask = mask.view(-1)
+        if pixels.inside is None:
+            flat_mask.index_fill_(0, pixels.plane_index, True)
+        else:
+            flat_mask.put_(pixels.plane_index, flat_mask.take(pixels.plane_index) | pixels.inside)
+        painted.boxes = pixels.boxes
+        return painted
 
     def gate(self, params: Params, keep: torch.Tensor) -> Params:
         return {**params, "applied": params["applied"] & keep}

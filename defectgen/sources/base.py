@@ -1,29 +1,36 @@
 """The "what" part of a defect: what fills the masked pixels."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
 from .._config import Configurable
-from ..masks.geometry import PatchWindow
+from ..masks.geometry import PatchPixels
 
 
 class Source(Configurable):
     """Produces the defect's pixel values for a batch of patch windows.
 
     ``sample`` draws the source's own per-sample parameters on the generator's device (``shape`` holds the
-    mask sampler's ``height_px``/``width_px``/``angle_deg``). ``render`` returns values for every window pixel,
-    ``(B, C, Hb, Wb)`` or broadcastable to it, in the images' value scale (0..255 for uint8, 0..1 for float);
-    the blend casts them to the images' dtype.
+    mask sampler's ``height_px``/``width_px``/``angle_deg``). ``render`` returns ``(N, C)`` values, one row per
+    pixel of the ragged pixel list, in the images' value scale (0..255 for uint8, 0..1 for float); the blend
+    casts them to the images' dtype.
     """
 
     def sample(self, n: int, channels: int, height: int, width: int, shape: Dict[str, torch.Tensor],
                generator: torch.Generator) -> Dict[str, torch.Tensor]:
         return {}
 
-    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
+    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
         raise NotImplementedError
+
+    def constant_colour(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """``(B, C)`` colours if this source fills each sample with one colour, else None.
+
+        Operators use it to paint unrotated rectangles with one whole-batch ``torch.where`` instead of a
+        per-pixel scatter."""
+        return None
 
 
 def value_scale(dtype: torch.dtype) -> float:

@@ -23,6 +23,7 @@ import torch
 from .._checks import check_number
 from .._config import Configurable
 from .._rng import uniform
+from ..masks.geometry import PatchPixels
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 LUMA = (0.299, 0.587, 0.114)
@@ -52,27 +53,35 @@ class ColourJitter(Configurable):
         }
 
     @staticmethod
-    def apply(patch: torch.Tensor, weight: torch.Tensor, params: Dict[str, torch.Tensor],
+    def apply(values: torch.Tensor, pixels: PatchPixels, params: Dict[str, torch.Tensor],
               max_value: float) -> torch.Tensor:
-        """Jitter ``(B, C, h, w)`` float patches; ``weight`` ``(B, 1, h, w)`` marks the pixels the mean uses."""
-        b = params["brightness"].float().view(-1, 1, 1)
-        c = params["contrast"].float().view(-1, 1, 1)
-        weight = weight.to(patch.dtype)
-        count = weight.sum(dim=(1, 2, 3)).clamp_min(1.0)
-        if patch.shape[1] == 3:
-            luma = torch.tensor(LUMA, dtype=patch.dtype, device=patch.device)
-            grey = torch.einsum("c,bchw->bhw", luma, patch)
-        else:
-            grey = patch[:, 0]
-        mean_grey = (grey * weight[:, 0]).sum(dim=(1, 2)) / count
-        offset = ((1 - c) * b).view(-1) * mean_grey
+        """Jitter the ``(N, C)`` float values of a ragged pixel list in place and return them.
 
-        if patch.shape[1] == 1:
-            out = patch * (b * c).view(-1, 1, 1, 1) + offset.view(-1, 1, 1, 1)
-            return out.clamp_(0, max_value)
-        matrix = _saturation_hue_matrix(params["saturation"], params["hue"]).to(patch.dtype) * (b * c)
-        out = torch.einsum("bij,bjhw->bihw", matrix, patch) + offset.view(-1, 1, 1, 1)
-        return out.clamp_(0, max_value)
+        Each pixel takes its sample's factors from ``params`` (``(B,)`` each). Contrast pulls towards the mean
+        grey of the sample's defect pixels (``pixels.inside``).
+        """
+        b = params["brightness"].float()
+        c = params["contrast"].float()
+        channels = values.shape[1]
+        if channels == 3:
+            grey = values @ torch.tensor(LUMA, dtype=values.dtype, device=values.device)
+        else:
+            grey = values[:, 0]
+        if pixels.inside is None:
+            sums = pixels.segment_sum(grey)
+            counts = (pixels.start[1:] - pixels.start[:-1]).to(values.dtype)
+        else:
+            weight = pixels.inside.to(values.dtype)
+            sums, counts = pixels.segment_sum(grey * weight), pixels.segment_sum(weight)
+        offset = pixels.per_pixel((1 - c) * b * sums / counts.clamp_min(1.0)).unsqueeze(1)
+        if channels == 1:
+            return values.mul_(pixels.per_pixel(b * c).unsqueeze(1)).add_(offset).clamp_(0, max_value)
+        matrix = _saturation_hue_matrix(params["saturation"], params["hue"]) * (b * c).view(-1, 1, 1)
+        # out[:, i] = sum_j m[i, j] * v[:, j]; columns of m per pixel (elementwise beats a bmm of 3x3s)
+        m = pixels.per_pixel(matrix.reshape(-1, 9))
+        out = values[:, 0:1] * m[:, 0::3]
+        out.addcmul_(values[:, 1:2], m[:, 1::3]).addcmul_(values[:, 2:3], m[:, 2::3])
+        return out.add_(offset).clamp_(0, max_value)
 
 
 def _saturation_hue_matrix(saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:

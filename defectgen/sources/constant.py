@@ -5,7 +5,7 @@ from typing import Dict
 
 import torch
 
-from ..masks.geometry import PatchWindow
+from ..masks.geometry import PatchPixels
 from ..registry import register_part
 from .base import Source, value_scale
 
@@ -34,12 +34,14 @@ class ConstantFill(Source):
             return {"colour": torch.rand(n, 1, generator=generator, device=generator.device)}
         return {}
 
-    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
+    def constant_colour(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         scale = value_scale(images.dtype)
         b, c = images.shape[:2]
         if self.fill == "gray":
-            return torch.full((b, c, 1, 1), 0.5 * scale, device=images.device)
+            return torch.full((b, c), 0.5 * scale, device=images.device)
         if self.fill == "mean":
-            return images.float().mean(dim=(2, 3), keepdim=True)
-        colour = params["colour"].float()
-        return colour.view(b, colour.shape[1], 1, 1).expand(b, c, 1, 1) * scale
+            return images.float().mean(dim=(2, 3))
+        return params["colour"].float().expand(b, c) * scale
+
+    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
+        return pixels.per_pixel(self.constant_colour(images, params))

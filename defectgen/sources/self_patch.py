@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Union
 import torch
 
 from .._rng import integers_below
-from ..masks.geometry import PatchWindow
+from ..masks.geometry import PatchPixels
 from ..registry import register_part
 from .base import Source, value_scale
 from .colour_jitter import ColourJitter
@@ -38,15 +38,22 @@ class SelfPatch(Source):
             params.update(self.colour_jitter.sample(n, generator))
         return params
 
-    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], window: PatchWindow) -> torch.Tensor:
+    def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
         b, c, h, w = images.shape
-        hb, wb = window.size
-        src_cy = params["src_top"].float() + params["height_px"].float() / 2
-        src_cx = params["src_left"].float() + params["width_px"].float() / 2
-        ys = torch.floor(src_cy.view(-1, 1, 1) + window.qy).long().clamp_(0, h - 1)
-        xs = torch.floor(src_cx.view(-1, 1, 1) + window.qx).long().clamp_(0, w - 1)
-        index = (ys * w + xs).view(b, 1, hb * wb).expand(b, c, hb * wb)
-        patch = images.reshape(b, c, h * w).gather(2, index).view(b, c, hb, wb)
+        index = pixels.channel_index(c, h, w)
+        if pixels.qy is None:
+            # unrotated: the source is the destination translated by a per-sample offset
+            shift = (params["src_top"] - params["top"]) * w + (params["src_left"] - params["left"])
+            index = index + pixels.per_pixel(shift).unsqueeze(1)
+        else:
+            centre = torch.stack([params["src_top"] + params["height_px"] / 2,
+                                  params["src_left"] + params["width_px"] / 2], dim=1).float()
+            centre = pixels.per_pixel(centre)
+            rows = torch.floor(centre[:, 0] + pixels.qy).long().clamp_(0, h - 1)
+            cols = torch.floor(centre[:, 1] + pixels.qx).long().clamp_(0, w - 1)
+            # move each pixel's index from its destination to its source position
+            index = index + (rows * w + cols - pixels.plane_index % (h * w)).unsqueeze(1)
+        values = images.reshape(-1).take(index)
         if self.colour_jitter is None:
-            return patch
-        return ColourJitter.apply(patch.float(), window.inside.unsqueeze(1), params, value_scale(images.dtype))
+            return values
+        return ColourJitter.apply(values.float(), pixels, params, value_scale(images.dtype))
