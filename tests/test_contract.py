@@ -103,6 +103,19 @@ def test_small_batches(name, kwargs, batch):
 
 
 @pytest.mark.parametrize("name,kwargs", cases())
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+def test_any_memory_layout(name, kwargs, layout):
+    """Channels-last batches and strided views work and give what the contiguous batch gives."""
+    base = make_images(batch=4, height=96, width=64, dtype=torch.uint8)
+    images = base.to(memory_format=torch.channels_last) if layout == "channels_last" else base[:, :, ::2]
+    op = create_op(name, **kwargs)
+    out = op(images, seed=3)
+    check_contract(out, images)
+    reference = op(images.contiguous(), seed=3)
+    assert torch.equal(out.image, reference.image) and torch.equal(out.mask, reference.mask)
+
+
+@pytest.mark.parametrize("name,kwargs", cases())
 def test_batched_equals_unbatched(name, kwargs):
     """Sample i of a batch is what the same params give on image i alone."""
     images = make_images(batch=4)

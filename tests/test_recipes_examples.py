@@ -40,3 +40,13 @@ def test_training_loop_example_runs():
 def test_compose_example_runs(tmp_path):
     result = _load("compose_a_defect").main(["--out", str(tmp_path / "c.png")])
     assert (tmp_path / "c.png").exists() and result.mask.any()
+
+
+def test_readme_yaml_example_builds():
+    """The README's recipe example must stay a working config."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    assert blocks, "the README lost its YAML example"
+    for block in blocks:
+        op = create_op(yaml.safe_load(block))
+        assert op(torch.rand(4, 3, 128, 128), seed=0).mask.any()

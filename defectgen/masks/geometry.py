@@ -133,8 +133,8 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
     plane_index = origin.index_select(0, sample) + i * width + j
 
     if axis_aligned:
-        boxes = torch.stack([left, top, left + width_px, top + height_px], dim=1).float()
-        return PatchPixels(batch, sample, start, plane_index, None, None, None, boxes)
+        return PatchPixels(batch, sample, start, plane_index, None, None, None,
+                           rectangle_boxes(top, left, height_px, width_px))
 
     # offsets from the shape centre, rotated back into the shape's frame
     per_sample = torch.stack([box_h.float() / 2, box_w.float() / 2, height_px.float() / 2, width_px.float() / 2,
@@ -149,6 +149,12 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
     return PatchPixels(batch, sample, start, plane_index, inside, qy, qx,
                        _tight_boxes(sample, i + top.index_select(0, sample), j + left.index_select(0, sample),
                                     inside, batch, image_size))
+
+
+def rectangle_boxes(top: torch.Tensor, left: torch.Tensor, height_px: torch.Tensor, width_px: torch.Tensor
+                    ) -> torch.Tensor:
+    """``(B, 4)`` xyxy pixel-edge boxes of unrotated rectangles: exact, no pixels needed."""
+    return torch.stack([left, top, left + width_px, top + height_px], dim=1).float()
 
 
 def rectangle_masks(top: torch.Tensor, left: torch.Tensor, height_px: torch.Tensor, width_px: torch.Tensor,

@@ -36,7 +36,8 @@ class Canvas:
         self._owned = False
 
     def writable(self) -> torch.Tensor:
-        if not self._owned:
+        """A contiguous batch of our own: flat-index writes need the standard layout."""
+        if not self._owned or not self.image.is_contiguous():
             self.image = self.image.clone(memory_format=torch.contiguous_format)
             self._owned = True
         return self.image
@@ -46,7 +47,7 @@ class Canvas:
         self._owned = True
 
     def result(self) -> torch.Tensor:
-        """The painted batch, never the caller's tensor itself."""
+        """The painted batch (contiguous), never the caller's tensor itself."""
         return self.writable()
 
 

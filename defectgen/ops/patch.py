@@ -9,7 +9,7 @@ import torch
 from .._rng import bernoulli, integers_below
 from ..blends.base import Blend
 from ..masks.base import MaskSampler
-from ..masks.geometry import rasterize_rotated_rectangles, rectangle_masks, rotated_box_size
+from ..masks.geometry import rasterize_rotated_rectangles, rectangle_boxes, rectangle_masks, rotated_box_size
 from ..registry import create_part, register_op
 from ..result import Params
 from ..sources.base import Source
@@ -72,26 +72,38 @@ class PatchDefect(DefectOp):
                              "on images of the size that made them")
 
     def paint(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> Painted:
-        batch, _, height, width = mask.shape
+        batch = mask.shape[0]
         applied = params["applied"]
+        if self.mask.axis_aligned and self._fill_rectangles(canvas, mask, params):
+            boxes = rectangle_boxes(params["top"], params["left"], params["height_px"], params["width_px"])
+        else:
+            boxes = self._paint_pixels(canvas, mask, params)
         label = torch.full((batch,), self.label, dtype=torch.long, device=mask.device)
-        painted = Painted(boxes=None, box_index=torch.arange(batch, device=mask.device), box_label=label,
-                          valid=applied, label=torch.where(applied, label, 0))
-        shape = (params["height_px"], params["width_px"])
-        if self.mask.axis_aligned:
-            colour = self.source.constant_colour(canvas.image, params)
-            if colour is not None:
-                region = rectangle_masks(params["top"], params["left"], *shape, applied, (height, width))
-                filled = self.blend.fill(canvas.image, region, colour)
-                if filled is not None:
-                    canvas.replace(filled)
-                    torch.logical_or(mask, region, out=mask)
-                    painted.boxes = torch.stack([params["left"], params["top"], params["left"] + shape[1],
-                                                 params["top"] + shape[0]], dim=1).float()
-                    return painted
+        return Painted(boxes=boxes, box_index=torch.arange(batch, device=mask.device), box_label=label,
+                       valid=applied, label=torch.where(applied, label, 0))
 
-        pixels = rasterize_rotated_rectangles(*shape, params["angle_deg"], params["top"], params["left"], applied,
-                                              (height, width), self.mask.axis_aligned)
+    def _fill_rectangles(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> bool:
+        """Constant colours in unrotated rectangles: one whole-batch blend instead of a per-pixel scatter.
+
+        Returns False (having done nothing) when the source or blend has no such form."""
+        colour = self.source.constant_colour(canvas.image, params)
+        if colour is None:
+            return False
+        region = rectangle_masks(params["top"], params["left"], params["height_px"], params["width_px"],
+                                 params["applied"], tuple(mask.shape[2:]))
+        filled = self.blend.fill(canvas.image, region, colour)
+        if filled is None:
+            return False
+        canvas.replace(filled)
+        torch.logical_or(mask, region, out=mask)
+        return True
+
+    def _paint_pixels(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> torch.Tensor:
+        """The general path: rasterise the defect pixels, render the source there, blend; returns the boxes."""
+        height, width = mask.shape[2:]
+        pixels = rasterize_rotated_rectangles(params["height_px"], params["width_px"], params["angle_deg"],
+                                              params["top"], params["left"], params["applied"], (height, width),
+                                              self.mask.axis_aligned)
         image = canvas.writable()
         self.blend.paint(image, self.source.render(image, params, pixels), pixels)
         flat_mask = mask.view(-1)
@@ -99,8 +111,7 @@ class PatchDefect(DefectOp):
             flat_mask.index_fill_(0, pixels.plane_index, True)
         else:
             flat_mask.put_(pixels.plane_index, flat_mask.take(pixels.plane_index) | pixels.inside)
-        painted.boxes = pixels.boxes
-        return painted
+        return pixels.boxes
 
     def gate(self, params: Params, keep: torch.Tensor) -> Params:
         return {**params, "applied": params["applied"] & keep}
