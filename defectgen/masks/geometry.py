@@ -55,32 +55,50 @@ def rotated_box_size(height_px: torch.Tensor, width_px: torch.Tensor, angle_deg:
 class PatchPixels:
     """The bounding-box pixels of a batch of rotated-rectangle defects, as one ragged list.
 
+    The list runs sample by sample, box row by box row. Each box row is a contiguous run in the image, so any
+    per-sample translation of the list's image indices is one ``repeat_interleave`` of per-row bases plus an
+    ``arange`` (:meth:`shifted_index`), with no per-pixel division. Values travel as ``(C, N)`` so gathers,
+    blends and colour maths walk memory in order.
+
     Attributes:
         batch: number of samples ``B``.
-        sample: ``(N,)`` sample index of each pixel, non-decreasing.
+        count: number of listed pixels ``N``.
         start: ``(B + 1,)`` offsets: sample ``b``'s pixels are ``start[b]:start[b + 1]`` of the list.
+        sample: ``(N,)`` sample index of each pixel, non-decreasing.
         plane_index: ``(N,)`` index of each pixel in a flattened ``(B, H, W)`` plane.
         inside: ``(N,)`` bool, the defect's own pixels, or None when every listed pixel is inside (unrotated
             rectangles fill their bounding box, so blends can skip the test).
         qy, qx: ``(N,)`` offsets of each pixel centre from the shape centre in the shape's own, unrotated
             frame, for sources that read a rotated patch; None for unrotated rectangles, where reading a patch
-            is a plain translation of ``plane_index``.
+            is a translation (:meth:`channel_index` with a shift).
         boxes: ``(B, 4)`` tight xyxy pixel-edge boxes of each sample's defect (meaningless where it has none).
+        row_sample, row_offset, row_length: ``(R,)`` per box row: its sample, its first pixel's plane index
+            minus that pixel's position in the list, and its length.
     """
 
     batch: int
-    sample: torch.Tensor
+    count: int
+    image_size: Tuple[int, int]
     start: torch.Tensor
+    sample: torch.Tensor
     plane_index: torch.Tensor
     inside: Optional[torch.Tensor]
     qy: Optional[torch.Tensor]
     qx: Optional[torch.Tensor]
     boxes: torch.Tensor
-    _channel_index: Dict[Tuple[int, int, int], torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    row_sample: torch.Tensor
+    row_offset: torch.Tensor
+    row_length: torch.Tensor
+    positions: torch.Tensor  # arange(N), shared by every index built from the rows
+    _channel_index: Dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def per_pixel(self, values: torch.Tensor) -> torch.Tensor:
         """Broadcast per-sample ``(B, ...)`` values to the pixels (``index_select`` is the fast gather here)."""
         return values.index_select(0, self.sample)
+
+    def per_pixel_channels(self, values: torch.Tensor) -> torch.Tensor:
+        """Broadcast per-sample ``(B, C)`` values to ``(C, N)``."""
+        return values.t().contiguous().index_select(1, self.sample)
 
     def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
         """``(B,)`` per-sample sums of ``(N,)`` values: differences of one float64 running sum, which is several
@@ -89,18 +107,24 @@ class PatchPixels:
         torch.cumsum(values, 0, dtype=torch.float64, out=running[1:])
         return (running.index_select(0, self.start[1:]) - running.index_select(0, self.start[:-1])).to(values.dtype)
 
-    def channel_index(self, channels: int, height: int, width: int) -> torch.Tensor:
-        """``(N, C)`` index of every pixel's channels in a flattened contiguous ``(B, C, H, W)`` tensor.
+    def shifted_index(self, shift: torch.Tensor) -> torch.Tensor:
+        """``plane_index`` plus a per-sample ``(B,)`` int64 shift, built from the rows (two ``(N,)`` ops)."""
+        base = self.row_offset + shift.index_select(0, self.row_sample)
+        return torch.repeat_interleave(base, self.row_length, output_size=self.count) + self.positions
 
-        Cached: the source reads and the blend writes the same pixels, and at ~N x C int64 it is not free."""
-        key = (channels, height, width)
-        cached = self._channel_index.get(key)
-        if cached is None:
-            plane = height * width
-            first = self.plane_index + self.sample * ((channels - 1) * plane)
-            cached = first.unsqueeze(1) + torch.arange(channels, device=first.device) * plane
-            self._channel_index[key] = cached
-        return cached
+    def channel_index(self, channels: int, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(C, N)`` index of every pixel's channels in a flattened contiguous ``(B, C, H, W)`` tensor, moved by
+        an optional per-sample ``(B,)`` plane shift (a translated source). Cached without a shift: the source
+        and the blend index the same pixels, and at ``C x N`` int64 it is not free."""
+        if shift is None and channels in self._channel_index:
+            return self._channel_index[channels]
+        plane = self.image_size[0] * self.image_size[1]
+        to_first_channel = torch.arange(self.batch, device=self.sample.device) * ((channels - 1) * plane)
+        first = self.shifted_index(to_first_channel if shift is None else to_first_channel + shift)
+        index = first.unsqueeze(0) + (torch.arange(channels, device=first.device) * plane).unsqueeze(1)
+        if shift is None:
+            self._channel_index[channels] = index
+        return index
 
 
 def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor, angle_deg: torch.Tensor,
@@ -120,22 +144,33 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
         box_h, box_w = height_px, width_px
     else:
         box_h, box_w = rotated_box_size(height_px, width_px, angle_deg)
-    area = box_h * box_w * applied.long()
-    count = int(area.sum())  # the one host sync: the size of the ragged list
-    sample = torch.repeat_interleave(torch.arange(batch, device=device), area, output_size=count)
+    rows = box_h * applied.long()
+    area = rows * box_w
+    # the one host sync: the sizes of the ragged row and pixel lists
+    n_rows, count = (int(v) for v in torch.stack([rows.sum(), area.sum()]).tolist())
+    samples = torch.arange(batch, device=device)
     start = torch.zeros(batch + 1, dtype=torch.long, device=device)
     torch.cumsum(area, 0, out=start[1:])
-    k = torch.arange(count, device=device) - start.index_select(0, sample)
-    bw = box_w.index_select(0, sample)
-    i = torch.div(k, bw, rounding_mode="floor")
-    j = k - i * bw
-    origin = (torch.arange(batch, device=device) * height + top) * width + left  # box corner in the plane
-    plane_index = origin.index_select(0, sample) + i * width + j
 
+    row_sample = torch.repeat_interleave(samples, rows, output_size=n_rows)
+    row_i = torch.arange(n_rows, device=device) - (torch.cumsum(rows, 0) - rows).index_select(0, row_sample)
+    row_length = box_w.index_select(0, row_sample)
+    row_first = torch.cumsum(row_length, 0) - row_length  # list position of each row's first pixel
+    corner = (samples * height + top) * width + left
+    row_offset = corner.index_select(0, row_sample) + row_i * width - row_first
+
+    positions = torch.arange(count, device=device)
+    sample = torch.repeat_interleave(row_sample, row_length, output_size=count)
+    plane_index = torch.repeat_interleave(row_offset, row_length, output_size=count) + positions
+    common = dict(batch=batch, count=count, image_size=image_size, start=start, sample=sample,
+                  plane_index=plane_index, row_sample=row_sample, row_offset=row_offset, row_length=row_length,
+                  positions=positions)
     if axis_aligned:
-        return PatchPixels(batch, sample, start, plane_index, None, None, None,
-                           rectangle_boxes(top, left, height_px, width_px))
+        return PatchPixels(inside=None, qy=None, qx=None, boxes=rectangle_boxes(top, left, height_px, width_px),
+                           **common)
 
+    i = torch.repeat_interleave(row_i, row_length, output_size=count)
+    j = positions - torch.repeat_interleave(row_first, row_length, output_size=count)
     # offsets from the shape centre, rotated back into the shape's frame
     per_sample = torch.stack([box_h.float() / 2, box_w.float() / 2, height_px.float() / 2, width_px.float() / 2,
                               *_cos_sin(angle_deg)], dim=1).index_select(0, sample)
@@ -146,9 +181,9 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
     qx = cos * dx - sin * dy
     inside = (qy >= -half_h) & (qy < half_h) & (qx >= -half_w) & (qx < half_w)
     inside |= (dy >= -0.5) & (dy < 0.5) & (dx >= -0.5) & (dx < 0.5)  # the centre pixel
-    return PatchPixels(batch, sample, start, plane_index, inside, qy, qx,
-                       _tight_boxes(sample, i + top.index_select(0, sample), j + left.index_select(0, sample),
-                                    inside, batch, image_size))
+    boxes = _tight_boxes(sample, i + top.index_select(0, sample), j + left.index_select(0, sample), inside, batch,
+                         image_size)
+    return PatchPixels(inside=inside, qy=qy, qx=qx, boxes=boxes, **common)
 
 
 def rectangle_boxes(top: torch.Tensor, left: torch.Tensor, height_px: torch.Tensor, width_px: torch.Tensor

@@ -13,7 +13,7 @@ class Source(Configurable):
     """Produces the defect's pixel values for a batch of patch windows.
 
     ``sample`` draws the source's own per-sample parameters on the generator's device (``shape`` holds the
-    mask sampler's ``height_px``/``width_px``/``angle_deg``). ``render`` returns ``(N, C)`` values, one row per
+    mask sampler's ``height_px``/``width_px``/``angle_deg``). ``render`` returns ``(C, N)`` values, one column per
     pixel of the ragged pixel list, in the images' value scale (0..255 for uint8, 0..1 for float); the blend
     casts them to the images' dtype.
     """

@@ -55,32 +55,33 @@ class ColourJitter(Configurable):
     @staticmethod
     def apply(values: torch.Tensor, pixels: PatchPixels, params: Dict[str, torch.Tensor],
               max_value: float) -> torch.Tensor:
-        """Jitter the ``(N, C)`` float values of a ragged pixel list in place and return them.
+        """Jitter the ``(C, N)`` float values of a ragged pixel list (in place where it can) and return them.
 
         Each pixel takes its sample's factors from ``params`` (``(B,)`` each). Contrast pulls towards the mean
         grey of the sample's defect pixels (``pixels.inside``).
         """
         b = params["brightness"].float()
         c = params["contrast"].float()
-        channels = values.shape[1]
+        channels = values.shape[0]
         if channels == 3:
-            grey = values @ torch.tensor(LUMA, dtype=values.dtype, device=values.device)
+            grey = torch.tensor(LUMA, dtype=values.dtype, device=values.device) @ values
         else:
-            grey = values[:, 0]
+            grey = values[0]
         if pixels.inside is None:
             sums = pixels.segment_sum(grey)
             counts = (pixels.start[1:] - pixels.start[:-1]).to(values.dtype)
         else:
             weight = pixels.inside.to(values.dtype)
             sums, counts = pixels.segment_sum(grey * weight), pixels.segment_sum(weight)
-        offset = pixels.per_pixel((1 - c) * b * sums / counts.clamp_min(1.0)).unsqueeze(1)
+        offset = pixels.per_pixel((1 - c) * b * sums / counts.clamp_min(1.0))
         if channels == 1:
-            return values.mul_(pixels.per_pixel(b * c).unsqueeze(1)).add_(offset).clamp_(0, max_value)
+            return values.mul_(pixels.per_pixel(b * c)).add_(offset).clamp_(0, max_value)
         matrix = _saturation_hue_matrix(params["saturation"], params["hue"]) * (b * c).view(-1, 1, 1)
-        # out[:, i] = sum_j m[i, j] * v[:, j]; columns of m per pixel (elementwise beats a bmm of 3x3s)
-        m = pixels.per_pixel(matrix.reshape(-1, 9))
-        out = values[:, 0:1] * m[:, 0::3]
-        out.addcmul_(values[:, 1:2], m[:, 1::3]).addcmul_(values[:, 2:3], m[:, 2::3])
+        m = pixels.per_pixel_channels(matrix.reshape(-1, 9))  # (9, N): row 3 * i + j is m[i, j] per pixel
+        out = torch.empty_like(values)
+        for i in range(3):  # out[i] = sum_j m[i, j] * v[j], on contiguous rows
+            torch.mul(m[3 * i], values[0], out=out[i])
+            out[i].addcmul_(m[3 * i + 1], values[1]).addcmul_(m[3 * i + 2], values[2])
         return out.add_(offset).clamp_(0, max_value)
 
 

@@ -44,4 +44,4 @@ class ConstantFill(Source):
         return params["colour"].float().expand(b, c) * scale
 
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
-        return pixels.per_pixel(self.constant_colour(images, params))
+        return pixels.per_pixel_channels(self.constant_colour(images, params))

@@ -40,11 +40,10 @@ class SelfPatch(Source):
 
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
         b, c, h, w = images.shape
-        index = pixels.channel_index(c, h, w)
         if pixels.qy is None:
             # unrotated: the source is the destination translated by a per-sample offset
             shift = (params["src_top"] - params["top"]) * w + (params["src_left"] - params["left"])
-            index = index + pixels.per_pixel(shift).unsqueeze(1)
+            index = pixels.channel_index(c, shift)
         else:
             centre = torch.stack([params["src_top"] + params["height_px"] / 2,
                                   params["src_left"] + params["width_px"] / 2], dim=1).float()
@@ -52,7 +51,7 @@ class SelfPatch(Source):
             rows = torch.floor(centre[:, 0] + pixels.qy).long().clamp_(0, h - 1)
             cols = torch.floor(centre[:, 1] + pixels.qx).long().clamp_(0, w - 1)
             # move each pixel's index from its destination to its source position
-            index = index + (rows * w + cols - pixels.plane_index % (h * w)).unsqueeze(1)
+            index = pixels.channel_index(c) + (rows * w + cols - pixels.plane_index % (h * w)).unsqueeze(0)
         values = images.reshape(-1).take(index)
         if self.colour_jitter is None:
             return values
