@@ -207,7 +207,7 @@ def bench_device(device: torch.device, names: Sequence[str], args: argparse.Name
             op = ops[name]
             try:
                 # a fresh CPU generator per call: every op sees the same seed in repeat i, on every device
-                t = time_ms(lambda: op(images, generator=torch.Generator().manual_seed(i)))
+                t = time_ms(lambda op=op, i=i: op(images, generator=torch.Generator().manual_seed(i)))
             except Exception as error:
                 errors[name] = f"{type(error).__name__}: {error}"
                 del ops[name]

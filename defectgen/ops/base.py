@@ -123,7 +123,8 @@ def _check_params(params: Any, schema: Any, batch: int, device: torch.device, wh
     """Compare replayed params with the structure an empty-batch draw has; move them to ``device``."""
     if isinstance(schema, dict):
         if not isinstance(params, dict):
-            raise TypeError(f"{where} must be a dict of tensors (an earlier call's .params), got {type(params).__name__}")
+            raise TypeError(f"{where} must be a dict of tensors (an earlier call's .params), "
+                            f"got {type(params).__name__}")
         if set(params) != set(schema):
             missing, extra = sorted(set(schema) - set(params)), sorted(set(params) - set(schema))
             raise ValueError(f"{where} does not match this operator: missing {missing}, unexpected {extra}")
