@@ -5,8 +5,8 @@ Every patch defect (rectangle, thin scar, ...) is a rotated rectangle: a canonic
 ``(top, left)``. A batch of them is rasterised as one *ragged pixel list*: every pixel of every defective
 sample's bounding box, tagged with its sample index. Work then scales with the defects' area (2-15 % of the
 image for CutPaste) instead of a padded worst-case window, and there is still no loop over the batch. Sizing
-the list needs one host sync (``int(area.sum())``), the same kind that selecting the boxes of the defective
-samples needs anyway.
+the list needs one host sync (reading its row and pixel counts), the same kind that selecting the boxes of the
+defective samples needs anyway.
 """
 from __future__ import annotations
 
@@ -42,8 +42,7 @@ def rotated_extent_bound(height_px: float, width_px: float, angle_deg_range: Tup
 def rotated_box_size(height_px: torch.Tensor, width_px: torch.Tensor, angle_deg: torch.Tensor
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-sample integer bounding-box size of the rotated rectangles."""
-    t = torch.deg2rad(angle_deg.float())
-    c, s = t.cos().abs(), t.sin().abs()
+    c, s = (v.abs() for v in _cos_sin(angle_deg))
     h, w = height_px.float(), width_px.float()
     # the small slack keeps float noise (e.g. cos(0) * 10 = 10.000001) from adding a pixel
     bh = torch.ceil(h * c + w * s - 1e-3).long().clamp_min(1)
@@ -149,13 +148,12 @@ def rasterize_rotated_rectangles(height_px: torch.Tensor, width_px: torch.Tensor
     # the one host sync: the sizes of the ragged row and pixel lists
     n_rows, count = (int(v) for v in torch.stack([rows.sum(), area.sum()]).tolist())
     samples = torch.arange(batch, device=device)
-    start = torch.zeros(batch + 1, dtype=torch.long, device=device)
-    torch.cumsum(area, 0, out=start[1:])
+    start = _offsets(area)
 
     row_sample = torch.repeat_interleave(samples, rows, output_size=n_rows)
-    row_i = torch.arange(n_rows, device=device) - (torch.cumsum(rows, 0) - rows).index_select(0, row_sample)
+    row_i = torch.arange(n_rows, device=device) - _offsets(rows)[:-1].index_select(0, row_sample)
     row_length = box_w.index_select(0, row_sample)
-    row_first = torch.cumsum(row_length, 0) - row_length  # list position of each row's first pixel
+    row_first = _offsets(row_length)[:-1]  # list position of each row's first pixel
     corner = (samples * height + top) * width + left
     row_offset = corner.index_select(0, row_sample) + row_i * width - row_first
 
@@ -203,6 +201,13 @@ def rectangle_masks(top: torch.Tensor, left: torch.Tensor, height_px: torch.Tens
     # a uint8 product vectorises about 10x better on CPU than a broadcast bool `&`; 0/1 bytes are valid bools
     outer = in_rows.to(torch.uint8)[:, None, :, None] * in_cols.to(torch.uint8)[:, None, None, :]
     return outer.view(torch.bool)
+
+
+def _offsets(counts: torch.Tensor) -> torch.Tensor:
+    """``(n + 1,)`` start offsets of consecutive runs of the given lengths: an exclusive cumsum plus the total."""
+    offsets = torch.zeros(len(counts) + 1, dtype=counts.dtype, device=counts.device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    return offsets
 
 
 def _cos_sin(angle_deg: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ class ConstantFill(Source):
         if self.fill == "gray":
             return torch.full((b, c), 0.5 * scale, device=images.device)
         if self.fill == "mean":
-            return images.float().mean(dim=(2, 3))
+            return images.mean(dim=(2, 3), dtype=torch.float32)  # no float copy of the whole batch
         return params["colour"].float().expand(b, c) * scale
 
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
