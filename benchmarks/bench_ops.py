@@ -152,7 +152,7 @@ def _before_call(device: torch.device, memory_mode: str) -> Callable[[], None]:
     return lambda: libc.malloc_trim(0)
 
 
-def _timer(device: torch.device, memory_mode: str = "default") -> Callable[[Callable[[], object]], float]:
+def make_timer(device: torch.device, memory_mode: str = "default") -> Callable[[Callable[[], object]], float]:
     """Return ``time_ms(fn)``: wall-clock ms of one call, synchronising around it on CUDA."""
     before = _before_call(device, memory_mode)
     if device.type == "cuda":
@@ -196,7 +196,7 @@ def bench_device(device: torch.device, names: Sequence[str], args: argparse.Name
             errors[name] = f"{type(error).__name__}: {error}"
 
     load_before = _loadavg()
-    time_ms = _timer(device, memory_mode)
+    time_ms = make_timer(device, memory_mode)
     times: Dict[str, List[float]] = {CLONE: [], **{name: [] for name in ops}}
     for i in range(args.warmup + args.repeats):
         record = i >= args.warmup

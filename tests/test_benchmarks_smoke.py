@@ -53,3 +53,13 @@ def test_default_ops_skip_the_generic_ones(bench):
     names = bench.default_ops()
     assert "patch" not in names and "one_of" not in names
     assert {"cutout", "cutpaste", "scar", "cutpaste_scar", "cutpaste_union", "cutpaste_3way"} <= set(names)
+
+
+def test_kernel_benchmark_tiny_run(capsys):
+    spec = importlib.util.spec_from_file_location("bench_kernels", BENCH.with_name("bench_kernels.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--batch", "2", "--size", "48", "--repeats", "1"])
+    assert result["clone"] > 0 and result["cutpaste: take source pixels"] > 0
+    assert 0.5 < result["hue_cosine_min"] <= result["hue_cosine_max"] <= 1.0
+    assert "kornia HSV hue" in capsys.readouterr().out

@@ -25,6 +25,7 @@ class Replace(Blend):
         colour = cast_like(colour, image.dtype).view(*colour.shape, 1, 1)
         if image.dtype == torch.uint8:
             # wrap-around uint8 arithmetic selects exactly (x + (c - x) * 1 = c, x + (c - x) * 0 = x) and runs
-            # ~30x faster than torch.where on uint8 on CPU; floats keep where: inf - inf would leak NaN outside
+            # about twice as fast as torch.where on uint8 on CPU (benchmarks/bench_kernels.py); floats keep
+            # where, since for them inf - inf would leak NaN outside the mask
             return image + (colour - image) * region
         return torch.where(region, colour, image)
