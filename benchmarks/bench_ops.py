@@ -56,14 +56,39 @@ TARGETS: Dict[str, Optional[float]] = {
     "cutpaste_union": None,   # pipelines: informational only
     "cutpaste_3way": None,
 }
-# registered, but they need constructor arguments, so they are not benchmarked by default
-NEEDS_ARGUMENTS = ("patch", "one_of")
+# operators that need constructor arguments are benchmarked with these (see build_op)
+BENCH_ARGUMENTS: Dict[str, Callable[[], Dict[str, object]]] = {
+    "patch": lambda: {"mask": "scar", "source": "constant"},
+    "region": lambda: {"mask": "perlin", "source": "constant"},
+    "one_of": lambda: {"ops": ["cutout", "scar"]},
+    "transplant": lambda: {"bank": synthetic_bank()},
+}
 DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "float16": torch.float16}
 CLONE = "clone"
 
 
 def default_ops() -> List[str]:
-    return [name for name in list_ops() if name not in NEEDS_ARGUMENTS]
+    return list_ops()
+
+
+def synthetic_bank():
+    """A defect bank made offline: eight discs and bars cut from the embedded default images, with two
+    defect types, about the size of real MVTec defects at 256 px (4-25 % of the crop)."""
+    from defectgen.bank import DefectBank
+    from defectgen.io.images import default_images
+
+    images = default_images(128, 8)
+    rows, cols = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    radius = torch.arange(8).view(8, 1, 1) * 4 + 10
+    discs = (rows - 64) ** 2 + (cols - 64) ** 2 <= radius ** 2
+    bars = ((rows - 64).abs() <= radius) & ((cols - 64).abs() <= 3)
+    masks = torch.where(torch.arange(8).view(8, 1, 1) % 2 == 0, discs, bars)
+    return DefectBank.from_pairs(images, masks, ["dent" if i % 2 == 0 else "scratch" for i in range(8)])
+
+
+def build_op(name: str):
+    """The operator ``name`` with its default arguments, or the benchmark's arguments where it needs some."""
+    return create_op(name, **BENCH_ARGUMENTS[name]()) if name in BENCH_ARGUMENTS else create_op(name)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -78,8 +103,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                         help="cpu, cuda, or all (default: all = cpu, plus cuda when available)")
     parser.add_argument("--ops", nargs="+", metavar="NAME", default=None,
-                        help="operator names from defectgen.list_ops() (default: all except "
-                             f"{', '.join(NEEDS_ARGUMENTS)})")
+                        help="operator names from defectgen.list_ops() (default: all; those that need "
+                             f"arguments ({', '.join(BENCH_ARGUMENTS)}) get the ones in BENCH_ARGUMENTS)")
     parser.add_argument("--cpu-memory", choices=("warm", "cold", "default"), default="warm",
                         help="glibc allocator regime for CPU runs (default: warm; see the module docstring)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results to this JSON file")
@@ -191,7 +216,7 @@ def bench_device(device: torch.device, names: Sequence[str], args: argparse.Name
     errors: Dict[str, str] = {}
     for name in names:
         try:
-            ops[name] = create_op(name)
+            ops[name] = build_op(name)
         except Exception as error:  # report, keep benchmarking the others
             errors[name] = f"{type(error).__name__}: {error}"
 

@@ -3,7 +3,9 @@
 A defect is *where* (a mask sampler) x *what* (a source) x *how* (a blend); the named operators are presets of
 published methods over those parts. Every operator maps a ``(B, C, H, W)`` batch to a :class:`DefectBatch`.
 """
-from .ops import Cutout, CutPaste, CutPasteScar, DefectOp, PatchDefect, Scar
+from .bank import DefectBank
+from .ops import (Confetti, Cutout, CutPaste, CutPasteScar, DefectOp, DefectTransplant, PatchDefect, PerlinDefect,
+                  PoissonPaste, RegionDefect, Scar, ShapeDefect)
 from .pipeline import OneOf, cutpaste_3way, cutpaste_union
 from .registry import create_op, create_part, list_ops, register_op, register_part
 from .result import DefectBatch
@@ -11,7 +13,8 @@ from .result import DefectBatch
 __version__ = "0.1.0"
 
 __all__ = [
-    "CutPaste", "CutPasteScar", "Cutout", "Scar", "PatchDefect", "DefectOp", "OneOf",
+    "CutPaste", "CutPasteScar", "Cutout", "Scar", "Confetti", "ShapeDefect", "PerlinDefect", "PoissonPaste",
+    "DefectTransplant", "DefectBank", "PatchDefect", "RegionDefect", "DefectOp", "OneOf",
     "cutpaste_union", "cutpaste_3way", "create_op", "create_part", "list_ops", "register_op",
     "register_part", "DefectBatch",
 ]

@@ -18,8 +18,9 @@ from .preview import preview_grid, save_png
 from .registry import create_op, list_ops
 
 EXIT_USAGE = 2
-NEEDS_ARGUMENTS = ("patch", "one_of")
-"""Generic composable operators that cannot be built from their name alone; ``preview`` skips them by default."""
+NEEDS_ARGUMENTS = ("patch", "region", "one_of", "transplant")
+"""Operators that cannot be built from their name alone (generic compositions, and DefectTransplant, which
+needs a bank of real defects); ``preview`` skips them by default."""
 
 
 class CliError(Exception):

@@ -29,12 +29,15 @@ class OneOf(DefectOp):
         labels: class id per branch, overriding the branches' own; equal ids merge classes (``union``).
         balanced: stratify the draw so each batch holds the expected count of every class.
         seed: seeds the operator's own generator.
+        foreground: a foreground mode for every branch (see :class:`~defectgen.DefectOp`); with None each
+            branch uses its own, and a mask passed to the call applies to every branch.
     """
 
     def __init__(self, ops: Sequence[Union[DefectOp, str, Mapping[str, Any]]],
                  weights: Optional[Sequence[float]] = None, p: float = 1.0,
-                 labels: Optional[Sequence[int]] = None, balanced: bool = False, seed: Optional[int] = None):
-        super().__init__(p=p, label=1, seed=seed)
+                 labels: Optional[Sequence[int]] = None, balanced: bool = False, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
+        super().__init__(p=p, label=1, seed=seed, foreground=foreground)
         if isinstance(ops, (str, Mapping)) or not isinstance(ops, Sequence) or len(ops) == 0:
             raise TypeError("ops must be a non-empty list of operators, names or config dicts")
         self.ops = [op if isinstance(op, DefectOp) else create_op(op) for op in ops]
@@ -78,6 +81,16 @@ class OneOf(DefectOp):
                     for k, op in enumerate(self.ops)]
         return {"choice": choice, "branches": branches}
 
+    def place(self, params: Params, foreground: torch.Tensor, generator: torch.Generator) -> Params:
+        branches = [op.place(b, foreground, generator) for op, b in zip(self.ops, params["branches"])]
+        return {**params, "branches": branches}
+
+    def place_on_foreground(self, images, params, generator, given) -> Params:
+        if given is not None or self.foreground is not None:
+            return super().place_on_foreground(images, params, generator, given)
+        branches = [op.place_on_foreground(images, b, generator, None) for op, b in zip(self.ops, params["branches"])]
+        return {**params, "branches": branches}
+
     def check_replay(self, params: Params, height: int, width: int) -> None:
         for op, branch in zip(self.ops, params["branches"]):
             op.check_replay(branch, height, width)
@@ -106,15 +119,15 @@ class OneOf(DefectOp):
 
 
 @register_op("cutpaste_union")
-def cutpaste_union(p: float = 0.5, seed: Optional[int] = None) -> OneOf:
+def cutpaste_union(p: float = 0.5, seed: Optional[int] = None, foreground: Optional[str] = None) -> OneOf:
     """The CutPaste paper's binary "union" pretext: normal (0) vs. CutPaste or CutPaste-Scar (1).
 
     Half of each batch is left normal and the defective half is split evenly between the two operators.
     """
-    return OneOf([CutPaste(), CutPasteScar()], p=p, labels=[1, 1], balanced=True, seed=seed)
+    return OneOf([CutPaste(), CutPasteScar()], p=p, labels=[1, 1], balanced=True, seed=seed, foreground=foreground)
 
 
 @register_op("cutpaste_3way")
-def cutpaste_3way(p: float = 2 / 3, seed: Optional[int] = None) -> OneOf:
+def cutpaste_3way(p: float = 2 / 3, seed: Optional[int] = None, foreground: Optional[str] = None) -> OneOf:
     """The CutPaste paper's 3-way pretext: normal (0), CutPaste (1), CutPaste-Scar (2), a third of each."""
-    return OneOf([CutPaste(), CutPasteScar()], p=p, labels=[1, 2], balanced=True, seed=seed)
+    return OneOf([CutPaste(), CutPasteScar()], p=p, labels=[1, 2], balanced=True, seed=seed, foreground=foreground)

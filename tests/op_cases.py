@@ -3,6 +3,8 @@
 Every name in ``list_ops()`` must have an entry: a new operator without one fails ``test_every_op_has_a_case``.
 Entries hold one or more kwarg dicts; each is tested separately.
 """
+import torch
+
 OP_CASES = {
     "cutpaste": [{}, {"colour_jitter": 0.0, "area_frac_range": (0.05, 0.1)}],
     "cutpaste_scar": [{}],
@@ -13,10 +15,59 @@ OP_CASES = {
     "one_of": [{"ops": ["cutout", {"op": "scar", "label": 3}], "weights": [1, 2], "p": 0.8}],
     "cutpaste_union": [{}],
     "cutpaste_3way": [{}],
+    "perlin": [{}, {"textures": torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                     "threshold": 0.3, "opacity_range": (0.5, 0.9), "foreground": "otsu"}],
+    "region": [{"mask": {"type": "perlin"}, "source": {"type": "constant", "fill": "random"}, "blend": "replace"}],
 }
+
+OP_CASES["confetti"] = [
+    {},
+    {"sigma_px": 0.0, "mode": "replace", "count_range": (1, 6), "white_prob": 0.0},
+    {"size_px_range": (4, 12), "reference_size": None, "sigma_px": 1.0, "foreground": "otsu"},
+]
+OP_CASES["shape"] = [{}] + [{"shapes": kind} for kind in ("digit", "square", "ellipse", "heart", "polygon", "blob")] + [
+    {"textures": torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1)), "foreground": "otsu"},
+    {"shapes": ("digit", "heart"), "fill": "mean", "size_frac_range": (0.5, 0.9), "angle_deg_range": (-180, 180),
+     "aspect_ratio_range": (0.3, 3.0)},
+]
+OP_CASES["region"].append({"mask": {"type": "confetti", "sigma_px": 2.0},
+                           "source": {"type": "confetti_colour", "mode": "replace"}})
+
+
+def _transplant_bank():
+    """A tiny in-memory defect bank (discs and bars of two types on 40x40 noise), so the contract runs
+    without the real data folder."""
+    from defectgen.bank import DefectBank
+
+    images = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    rows, cols = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    disc = (rows - 20) ** 2 + (cols - 18) ** 2 <= 49
+    bar = (rows >= 12) & (rows < 30) & (cols >= 15) & (cols < 21)
+    masks = torch.stack([disc, bar, disc.roll(6, 1), bar.roll(-5, 0)]).unsqueeze(1)
+    return DefectBank.from_pairs(images, masks, ["dent", "scratch", "dent", "scratch"])
+
+
+_TRANSPLANT_BANK = _transplant_bank()
+OP_CASES["transplant"] = [
+    {"bank": _TRANSPLANT_BANK},
+    {"bank": _TRANSPLANT_BANK, "blend": "replace", "match_brightness": False, "balance_types": True,
+     "flip": False, "angle_deg_range": (0, 0), "scale_range": (0.5, 1.0), "label": 3},
+]
+
+OP_CASES["poisson_paste"] = [
+    {},
+    {"mode": "mixed", "shape": "ellipse"},
+    {"mode": "mixed", "side_frac_range": (0.2, 0.5), "scale_range": (1.0, 1.0), "foreground": "otsu", "label": 2},
+]
+
+# operators whose defect in sample i depends on other samples of the batch (PoissonPaste pastes a patch of
+# another image), so sample i of a batch is not what image i alone gives and batched == unbatched cannot hold
+CROSS_SAMPLE = {"poisson_paste"}
 
 # operators that place exactly one defect instance on each defective sample
 SINGLE_INSTANCE = set(OP_CASES)
+SINGLE_INSTANCE -= {"perlin", "region"}  # one box per Perlin blob
+SINGLE_INSTANCE -= {"confetti"}  # one box per connected group of blobs
 
 
 def cases():

@@ -41,18 +41,22 @@ def test_tiny_run_returns_and_prints_rows(bench, capsys, tmp_path):
 
 
 def test_pipeline_has_no_target_and_bad_op_is_reported_not_raised(bench, capsys):
-    results = bench.main(TINY + ["--ops", "cutpaste_union", "patch", "--cpu-memory", "default"])
+    results = bench.main(TINY + ["--ops", "cutpaste_union", "no_such_op", "--cpu-memory", "default"])
     printed = capsys.readouterr().out
     rows = {row["op"]: row for row in results[0]["rows"]}
     assert rows["cutpaste_union"]["status"] == "-" and rows["cutpaste_union"]["target"] is None
-    assert rows["patch"]["status"] == "error"  # "patch" needs constructor arguments
-    assert "errors: patch@cpu" in printed
+    assert rows["no_such_op"]["status"] == "error"
+    assert "errors: no_such_op@cpu" in printed
 
 
-def test_default_ops_skip_the_generic_ones(bench):
-    names = bench.default_ops()
-    assert "patch" not in names and "one_of" not in names
-    assert {"cutout", "cutpaste", "scar", "cutpaste_scar", "cutpaste_union", "cutpaste_3way"} <= set(names)
+def test_every_operator_is_benchmarked_with_arguments_where_it_needs_them(bench):
+    from defectgen import list_ops
+    from defectgen.cli import NEEDS_ARGUMENTS
+
+    assert bench.default_ops() == list_ops()
+    assert set(NEEDS_ARGUMENTS) <= set(bench.BENCH_ARGUMENTS)
+    for name in NEEDS_ARGUMENTS:
+        assert bench.build_op(name).to_config()["op"] == name
 
 
 def test_kernel_benchmark_tiny_run(capsys):

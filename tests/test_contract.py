@@ -5,7 +5,7 @@ import torch
 from defectgen import DefectBatch, create_op, list_ops
 
 from conftest import make_images
-from op_cases import OP_CASES, SINGLE_INSTANCE, cases
+from op_cases import CROSS_SAMPLE, OP_CASES, SINGLE_INSTANCE, cases
 
 
 def test_every_op_has_a_case():
@@ -118,6 +118,8 @@ def test_any_memory_layout(name, kwargs, layout):
 @pytest.mark.parametrize("name,kwargs", cases())
 def test_batched_equals_unbatched(name, kwargs):
     """Sample i of a batch is what the same params give on image i alone."""
+    if name in CROSS_SAMPLE:
+        pytest.skip(f"{name} takes each defect from another sample of the batch")
     images = make_images(batch=4)
     op = create_op(name, **kwargs)
     out = op(images, seed=2)

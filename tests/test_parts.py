@@ -30,11 +30,11 @@ def test_cutpaste_copies_the_source_region_exactly():
     out = CutPaste(colour_jitter=0.0)(images, seed=3)
     p = out.params
     for i in range(16):
-        t, l, h, w = (int(p[k][i]) for k in ("top", "left", "height_px", "width_px"))
+        top, left, h, w = (int(p[k][i]) for k in ("top", "left", "height_px", "width_px"))
         st, sl = int(p["src_top"][i]), int(p["src_left"][i])
-        assert torch.equal(out.image[i, :, t:t + h, l:l + w], images[i, :, st:st + h, sl:sl + w])
-        assert out.mask[i, 0, t:t + h, l:l + w].all() and int(out.mask[i].sum()) == h * w
-        assert out.boxes_of(i).tolist() == [[l, t, l + w, t + h]]
+        assert torch.equal(out.image[i, :, top:top + h, left:left + w], images[i, :, st:st + h, sl:sl + w])
+        assert out.mask[i, 0, top:top + h, left:left + w].all() and int(out.mask[i].sum()) == h * w
+        assert out.boxes_of(i).tolist() == [[left, top, left + w, top + h]]
 
 
 def test_unrotated_scar_is_an_exact_rectangle_of_the_source():
@@ -43,9 +43,9 @@ def test_unrotated_scar_is_an_exact_rectangle_of_the_source():
     out = op(images, seed=0)
     p = out.params
     for i in range(8):
-        t, l, h, w = (int(p[k][i]) for k in ("top", "left", "height_px", "width_px"))
+        top, left, h, w = (int(p[k][i]) for k in ("top", "left", "height_px", "width_px"))
         st, sl = int(p["src_top"][i]), int(p["src_left"][i])
-        assert torch.equal(out.image[i, :, t:t + h, l:l + w], images[i, :, st:st + h, sl:sl + w])
+        assert torch.equal(out.image[i, :, top:top + h, left:left + w], images[i, :, st:st + h, sl:sl + w])
         assert int(out.mask[i].sum()) == h * w
 
 

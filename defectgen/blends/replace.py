@@ -21,6 +21,10 @@ class Replace(Blend):
         # a sample's pixels are distinct, so every index is written once and the put is exact
         flat.put_(index, values)
 
+    def blend_region(self, images, fill, coverage, params, max_value):
+        # fractional coverage (anti-aliased edges) mixes; coverage 1 is a plain overwrite
+        return torch.lerp(images, fill, coverage), coverage > 0
+
     def fill(self, image: torch.Tensor, region: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
         colour = cast_like(colour, image.dtype).view(*colour.shape, 1, 1)
         if image.dtype == torch.uint8:

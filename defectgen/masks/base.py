@@ -30,3 +30,27 @@ class MaskSampler(Configurable):
     def size_bound(self, height: int, width: int) -> Tuple[float, float]:
         """Largest unrotated ``(height_px, width_px)`` a sample can have."""
         return self.extent_bound(height, width)
+
+
+class RegionMask(Configurable):
+    """Samples whole-image defect masks: Perlin blobs, shapes, confetti, transplanted real defects.
+
+    ``sample`` draws ``(B, ...)`` parameter tensors on the generator's device; ``draw`` turns them into a
+    ``(B, 1, H, W)`` float32 coverage in [0, 1] on ``device`` (0 = untouched; fractional values are soft
+    edges, e.g. anti-aliased shapes); ``place`` moves positioned shapes onto a foreground (operators also
+    clip the coverage to it). ``instances`` says how boxes are made: ``"components"`` gives one box per
+    connected region (Perlin blobs, confetti), ``"one"`` one box per image around the whole defect.
+    """
+
+    instances: str = "components"
+
+    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def draw(self, params: Dict[str, torch.Tensor], height: int, width: int, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def place(self, params: Dict[str, torch.Tensor], foreground: torch.Tensor,
+              generator: torch.Generator) -> Dict[str, torch.Tensor]:
+        """Positioned masks move their shapes onto foreground pixels here; the default keeps the params."""
+        return params

@@ -9,6 +9,7 @@ import torch
 from .._checks import check_images, check_int, check_probability
 from .._config import Configurable
 from .._rng import OwnGenerator, resolve_generator
+from ..foreground import check_foreground_mask, check_foreground_mode, estimate_foreground
 from ..result import DefectBatch, Params
 
 
@@ -58,16 +59,24 @@ class DefectOp(Configurable):
     generator), ``paint`` (write the defects into a :class:`Canvas` and the mask, from params alone) and
     ``gate`` (restrict params to a subset of samples, used by pipelines). ``__call__`` does the rest.
 
-    Calling an operator: ``op(images, generator=None, seed=None, params=None)``. With neither ``generator``
-    nor ``seed``, the operator's own generator is used (seeded by the constructor's ``seed``, or by the OS).
+    Calling an operator: ``op(images, generator=None, seed=None, params=None, foreground=None)``. With neither
+    ``generator`` nor ``seed``, the operator's own generator is used (seeded by the constructor's ``seed``, or
+    by the OS).
+
+    Foreground placement: with ``foreground`` set at construction (``"otsu"``, ``"otsu_dark"``,
+    ``"otsu_bright"`` or ``"given"``; see :mod:`defectgen.foreground`), or a ``(B, 1, H, W)`` mask passed to
+    the call, defects land on the foreground only. Subclasses implement it in ``place``. The placement
+    ends up in the returned params, so replaying them needs no foreground.
     """
 
     config_key = "op"
 
-    def __init__(self, p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+    def __init__(self, p: float = 1.0, label: int = 1, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
         self.p = check_probability(p, "p")
         self.label = check_int(label, "label", 1)
         self.seed = None if seed is None else check_int(seed, "seed")
+        self.foreground = check_foreground_mode(foreground)
         self._own_generator = OwnGenerator(self.seed)
 
     # -- to implement -------------------------------------------------------------------------------------
@@ -84,18 +93,43 @@ class DefectOp(Configurable):
     def check_replay(self, params: Params, height: int, width: int) -> None:
         """Extra checks that replayed params fit the images (e.g. patch sizes); raise ValueError."""
 
+    def place(self, params: Params, foreground: torch.Tensor, generator: torch.Generator) -> Params:
+        """Move the sampled defects onto ``foreground`` (``(B, 1, H, W)`` bool); return the new params."""
+        raise NotImplementedError(f"{type(self).__name__} does not support foreground placement")
+
+    # -- foreground ---------------------------------------------------------------------------------------
+    def resolve_foreground(self, images: torch.Tensor, given: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The ``(B, 1, H, W)`` bool foreground for this call, or None when defects may land anywhere."""
+        if given is not None:
+            return check_foreground_mask(given, images)
+        if self.foreground == "given":
+            raise ValueError(f"{type(self).__name__} was built with foreground='given': pass the call a "
+                             "(B, 1, H, W) mask as foreground=")
+        if self.foreground is None:
+            return None
+        return estimate_foreground(images, self.foreground)
+
+    def place_on_foreground(self, images: torch.Tensor, params: Params, generator: torch.Generator,
+                            given: Optional[torch.Tensor]) -> Params:
+        foreground = self.resolve_foreground(images, given)
+        return params if foreground is None else self.place(params, foreground, generator)
+
     # -- the contract -------------------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
-                 seed: Optional[int] = None, params: Optional[Params] = None) -> DefectBatch:
+                 seed: Optional[int] = None, params: Optional[Params] = None,
+                 foreground: Optional[torch.Tensor] = None) -> DefectBatch:
         batch, channels, height, width = check_images(images)
         device = images.device
         if params is None:
             rng = resolve_generator(generator, seed, self._own_generator)
             params = _to_device(self.sample_params(batch, channels, height, width, rng), device)
+            params = self.place_on_foreground(images, params, rng, foreground)
         else:
-            if generator is not None or seed is not None:
-                raise ValueError("params= replays a call exactly; do not also pass generator= or seed=")
+            if generator is not None or seed is not None or foreground is not None:
+                raise ValueError("params= replays a call exactly (placement included); do not also pass "
+                                 "generator=, seed= or foreground=")
             schema = self.sample_params(0, channels, height, width, torch.Generator())
+            _add_optional_keys(schema, params, height, width)
             params = _check_params(params, schema, batch, device, "params")
             self.check_replay(params, height, width)
 
@@ -107,6 +141,23 @@ class DefectOp(Configurable):
                            box_index=painted.box_index[keep], box_label=painted.box_label[keep], params=params)
 
     forward = __call__
+
+
+#: params an operator adds only when a call has a foreground: (B, 1, H, W) bool
+FOREGROUND_KEY = "foreground"
+
+
+def _add_optional_keys(schema: Any, params: Any, height: int, width: int) -> None:
+    """Let replayed params carry a foreground mask where the placement stored one."""
+    if isinstance(schema, dict) and isinstance(params, dict):
+        if FOREGROUND_KEY in params and FOREGROUND_KEY not in schema:
+            schema[FOREGROUND_KEY] = torch.zeros(0, 1, height, width, dtype=torch.bool)
+        for key in schema:
+            if key in params:
+                _add_optional_keys(schema[key], params[key], height, width)
+    elif isinstance(schema, list) and isinstance(params, list):
+        for s, p in zip(schema, params):
+            _add_optional_keys(s, p, height, width)
 
 
 def _to_device(params: Any, device: torch.device) -> Any:

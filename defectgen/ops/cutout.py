@@ -23,14 +23,16 @@ class Cutout(PatchDefect):
         area_frac_range, aspect_ratio_range: as in :class:`~defectgen.CutPaste`.
         fill: ``"gray"`` (mid-grey), ``"mean"`` (the image's per-channel mean), ``"random"`` (a uniform
             random colour per sample) or ``"random_gray"`` (a random grey level, for grey images stored as RGB).
-        p, label, seed: as in :class:`~defectgen.CutPaste`.
+        p, label, seed, foreground: as in :class:`~defectgen.CutPaste`.
     """
 
     def __init__(self, area_frac_range: Tuple[float, float] = (0.02, 0.15),
                  aspect_ratio_range: Tuple[float, float] = (0.3, 1 / 0.3), fill: str = "gray",
-                 p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+                 p: float = 1.0, label: int = 1, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
         mask = RectangleMask(area_frac_range, aspect_ratio_range)
-        super().__init__(mask=mask, source=ConstantFill(fill), p=p, label=label, seed=seed)
+        super().__init__(mask=mask, source=ConstantFill(fill), p=p, label=label, seed=seed,
+                         foreground=foreground)
         self.area_frac_range = mask.area_frac_range
         self.aspect_ratio_range = mask.aspect_ratio_range
         self.fill = fill
@@ -46,14 +48,16 @@ class Scar(PatchDefect):
     Args:
         width_px_range, length_px_range, angle_deg_range, reference_size: as in :class:`~defectgen.CutPasteScar`.
         fill: as in :class:`Cutout`; default ``"random"``.
-        p, label, seed: as in :class:`~defectgen.CutPaste`.
+        p, label, seed, foreground: as in :class:`~defectgen.CutPaste`.
     """
 
     def __init__(self, width_px_range: Tuple[float, float] = (2, 16), length_px_range: Tuple[float, float] = (10, 25),
                  angle_deg_range: Tuple[float, float] = (-45, 45), reference_size: Optional[float] = 256,
-                 fill: str = "random", p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+                 fill: str = "random", p: float = 1.0, label: int = 1, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
         mask = ScarMask(width_px_range, length_px_range, angle_deg_range, reference_size)
-        super().__init__(mask=mask, source=ConstantFill(fill), p=p, label=label, seed=seed)
+        super().__init__(mask=mask, source=ConstantFill(fill), p=p, label=label, seed=seed,
+                         foreground=foreground)
         self.width_px_range = mask.width_px_range
         self.length_px_range = mask.length_px_range
         self.angle_deg_range = mask.angle_deg_range

@@ -33,13 +33,17 @@ class CutPaste(PatchDefect):
         p: probability that a sample gets a defect; the others come back untouched with label 0.
         label: class id of this defect in ``label`` and ``box_label``.
         seed: seeds the operator's own generator, used when a call passes neither ``generator`` nor ``seed``.
+        foreground: where defects may land: None (anywhere), ``"otsu"``/``"otsu_dark"``/``"otsu_bright"``
+            (estimated per image) or ``"given"`` (a mask passed to each call); see :mod:`defectgen.foreground`.
     """
 
     def __init__(self, area_frac_range: Tuple[float, float] = (0.02, 0.15),
                  aspect_ratio_range: Tuple[float, float] = (0.3, 1 / 0.3), colour_jitter: float = 0.1,
-                 p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+                 p: float = 1.0, label: int = 1, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
         mask = RectangleMask(area_frac_range, aspect_ratio_range)
-        super().__init__(mask=mask, source=SelfPatch(_jitter(colour_jitter)), p=p, label=label, seed=seed)
+        super().__init__(mask=mask, source=SelfPatch(_jitter(colour_jitter)), p=p, label=label, seed=seed,
+                         foreground=foreground)
         self.area_frac_range = mask.area_frac_range
         self.aspect_ratio_range = mask.aspect_ratio_range
         self.colour_jitter = float(colour_jitter)
@@ -58,14 +62,16 @@ class CutPasteScar(PatchDefect):
         width_px_range, length_px_range: scar size in pixels at ``reference_size``.
         angle_deg_range: rotation; 0 is a vertical scar.
         reference_size: image side the pixel ranges refer to, or None for absolute pixels.
-        colour_jitter, p, label, seed: as in :class:`CutPaste`.
+        colour_jitter, p, label, seed, foreground: as in :class:`CutPaste`.
     """
 
     def __init__(self, width_px_range: Tuple[float, float] = (2, 16), length_px_range: Tuple[float, float] = (10, 25),
                  angle_deg_range: Tuple[float, float] = (-45, 45), reference_size: Optional[float] = 256,
-                 colour_jitter: float = 0.1, p: float = 1.0, label: int = 1, seed: Optional[int] = None):
+                 colour_jitter: float = 0.1, p: float = 1.0, label: int = 1, seed: Optional[int] = None,
+                 foreground: Optional[str] = None):
         mask = ScarMask(width_px_range, length_px_range, angle_deg_range, reference_size)
-        super().__init__(mask=mask, source=SelfPatch(_jitter(colour_jitter)), p=p, label=label, seed=seed)
+        super().__init__(mask=mask, source=SelfPatch(_jitter(colour_jitter)), p=p, label=label, seed=seed,
+                         foreground=foreground)
         self.width_px_range = mask.width_px_range
         self.length_px_range = mask.length_px_range
         self.angle_deg_range = mask.angle_deg_range

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .._rng import bernoulli, integers_below
+from ..foreground import sample_foreground_points
 from ..blends.base import Blend
 from ..masks.base import MaskSampler
 from ..masks.geometry import rasterize_rotated_rectangles, rectangle_boxes, rectangle_masks, rotated_box_size
@@ -32,15 +33,24 @@ class PatchDefect(DefectOp):
     box fully inside the image, filled by ``source`` and written by ``blend``. The named operators
     (``CutPaste``, ``Scar``, ...) are presets of this class. Parts may be given as instances, registered
     names or ``{"type": name, ...}`` configs, so a new defect type can be written in a YAML recipe.
+
+    With a foreground (see :class:`~defectgen.DefectOp`), each defect is centred on a foreground pixel
+    drawn uniformly (shifted inward where it would cross the image border); its shape is kept whole.
     """
 
     def __init__(self, mask: Union[MaskSampler, str, Mapping], source: Union[Source, str, Mapping],
                  blend: Union[Blend, str, Mapping] = "replace", p: float = 1.0, label: int = 1,
-                 seed: Optional[int] = None):
-        super().__init__(p=p, label=label, seed=seed)
+                 seed: Optional[int] = None, foreground: Optional[str] = None):
+        super().__init__(p=p, label=label, seed=seed, foreground=foreground)
         self.mask = _part("mask", mask, MaskSampler)
         self.source = _part("source", source, Source)
         self.blend = _part("blend", blend, Blend)
+        if type(self.blend).paint is Blend.paint:
+            raise TypeError(f"blend {type(self.blend).__name__} works on whole-image regions only; use it in "
+                            "RegionDefect (or a preset of it), not in PatchDefect")
+        if type(self.source).render is Source.render:
+            raise TypeError(f"source {type(self.source).__name__} fills whole-image regions only; use it in "
+                            "RegionDefect (or a preset of it), not in PatchDefect")
 
     def _check_fits(self, height: int, width: int) -> None:
         bound = self.mask.extent_bound(height, width)
@@ -62,6 +72,14 @@ class PatchDefect(DefectOp):
         params["left"] = integers_below(width - box_w + 1, generator)
         params.update(self.source.sample(batch, channels, height, width, shape, generator))
         return params
+
+    def place(self, params: Params, foreground: torch.Tensor, generator: torch.Generator) -> Params:
+        height, width = foreground.shape[2:]
+        box_h, box_w = rotated_box_size(params["height_px"], params["width_px"], params["angle_deg"])
+        centre = sample_foreground_points(foreground, 1, generator)[:, 0]
+        top = torch.minimum((centre[:, 0] - box_h / 2).round().long().clamp_min(0), height - box_h)
+        left = torch.minimum((centre[:, 1] - box_w / 2).round().long().clamp_min(0), width - box_w)
+        return {**params, "top": top, "left": left}
 
     def check_replay(self, params: Params, height: int, width: int) -> None:
         self._check_fits(height, width)

@@ -2,6 +2,12 @@
 from .base import Source
 from .colour_jitter import ColourJitter
 from .constant import ConstantFill
+from .draem_augment import DraemAugment
+from .other_image import OtherImagePatch
 from .self_patch import SelfPatch
+from .shuffle import SelfShuffle
+from .texture import TextureSource
+from .transplant import TransplantSource
 
-__all__ = ["Source", "ColourJitter", "ConstantFill", "SelfPatch"]
+__all__ = ["Source", "ColourJitter", "ConstantFill", "SelfPatch", "TextureSource", "SelfShuffle", "DraemAugment",
+           "OtherImagePatch", "TransplantSource"]

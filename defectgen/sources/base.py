@@ -25,6 +25,14 @@ class Source(Configurable):
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
         raise NotImplementedError
 
+    def render_region(self, images: torch.Tensor, params: Dict[str, torch.Tensor],
+                      coverage: torch.Tensor) -> torch.Tensor:
+        """Whole-image fill for region operators: ``(B, C, H, W)`` float32 in the images' value scale.
+
+        ``coverage`` is the region mask's ``(B, 1, H, W)`` coverage; values where it is 0 are ignored."""
+        raise TypeError(f"source {type(self).__name__} cannot fill a whole-image region; use it with a "
+                        "rectangle/scar mask in PatchDefect")
+
     def constant_colour(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
         """``(B, C)`` colours if this source fills each sample with one colour, else None.
 

@@ -43,5 +43,10 @@ class ConstantFill(Source):
             return images.mean(dim=(2, 3), dtype=torch.float32)  # no float copy of the whole batch
         return params["colour"].float().expand(b, c) * scale
 
+    def render_region(self, images: torch.Tensor, params: Dict[str, torch.Tensor],
+                      coverage: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        return self.constant_colour(images, params).view(b, c, 1, 1).expand(b, c, h, w)
+
     def render(self, images: torch.Tensor, params: Dict[str, torch.Tensor], pixels: PatchPixels) -> torch.Tensor:
         return pixels.per_pixel_channels(self.constant_colour(images, params))

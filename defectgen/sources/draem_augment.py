@@ -1,0 +1,233 @@
+"""DRAEM's random texture augmentation, batched: every sample gets ``count`` of ten intensity/geometry ops.
+
+DRAEM (Zavrtanik et al., ICCV 2021) passes each anomaly texture through three distinct augmenters picked at
+random from ten imgaug ones before blending it in. The ten, with DRAEM's parameters, and how they are done
+here (on values scaled to [0, 1]; ``U`` is uniform per sample):
+
+=================  ================================================  ==========================================
+name               DRAEM (imgaug)                                    here
+=================  ================================================  ==========================================
+``gamma``          ``GammaContrast((0.5, 2.0), per_channel=True)``   ``x ** gamma``, gamma ~ U(0.5, 2) per channel
+``brightness``     ``MultiplyAndAddToBrightness((0.8, 1.2),          luma ``Y -> Y * U(0.8, 1.2) + U(-30, 30)/255``,
+                   (-30, 30))``                                      chroma kept (imgaug's YCrCb variant)
+``sharpness``      ``pillike.EnhanceSharpness()`` (factor 0..2)      PIL's 3x3 smoothing kernel, factor ~ U(0, 2)
+``hue_saturation`` ``AddToHueAndSaturation((-50, 50),                hue += U(-50, 50)/255 of a turn, saturation
+                   per_channel=True)``                               += U(-50, 50)/255 (independent); RGB only
+``solarize``       ``Solarize(0.5, threshold=(32, 128))``            with probability 0.5, ``x >= t -> 1 - x``,
+                                                                     t ~ U(32, 128)/255
+``posterize``      ``Posterize()`` (1..8 bits)                       keep the top k ~ U{1..8} bits of each level
+``invert``         ``Invert()``                                      ``1 - x``
+``autocontrast``   ``pillike.Autocontrast()`` (cutoff 0..20 %)       PIL's per-channel stretch after cutting
+                                                                     U{0..20} % of pixels at each end
+``equalize``       ``pillike.Equalize()``                            PIL's per-channel histogram equalisation
+``rotate``         ``Affine(rotate=(-45, 45))``                      bilinear rotation about the centre,
+                                                                     U(-45, 45) degrees, black outside
+=================  ================================================  ==========================================
+
+Differences: the chosen ops run in the table's order, not in a random order; values stay float between ops
+(imgaug rounds to uint8 after each); the brightness op always works on luma (imgaug picks YCrCb or HSV at
+random). Each op runs on the samples that chose it only, so the cost is that of ``count`` ops over the batch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_int
+from .._rng import integers_below, uniform
+from ..registry import create_part, register_part
+from .base import Source, value_scale
+
+OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert", "autocontrast",
+       "equalize", "rotate")
+LUMA = (0.299, 0.587, 0.114)
+
+
+@register_part("source", "draem_augment")
+class DraemAugment(Source):
+    """Wrap a source (a texture bank, the self-shuffle ...) and augment its fill the way DRAEM does.
+
+    Args:
+        source: the wrapped source: an instance, a registered name or a ``{"type": name, ...}`` config.
+        ops: the augmentations to pick from (default: DRAEM's ten, see the module docstring).
+        count: how many distinct ops each sample gets (DRAEM: 3); at most ``len(ops)``.
+    """
+
+    def __init__(self, source: Union[Source, str, Mapping] = "shuffle", ops: Sequence[str] = OPS, count: int = 3):
+        if isinstance(source, (str, Mapping)):
+            source = create_part("source", source)
+        if not isinstance(source, Source):
+            raise TypeError(f"source must be a Source, a registered name or a config dict, got {type(source).__name__}")
+        self.source = source
+        if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
+            raise TypeError(f"ops must be a non-empty list of names from {OPS}, got {ops!r}")
+        unknown = [name for name in ops if name not in OPS]
+        if unknown or len(set(ops)) != len(ops):
+            raise ValueError(f"ops must be distinct names from {OPS}, got {list(ops)}")
+        self.ops = tuple(name for name in OPS if name in ops)
+        self.count = check_int(count, "count", 0)
+        if self.count > len(self.ops):
+            raise ValueError(f"count must be <= len(ops) = {len(self.ops)}, got {count}")
+
+    def sample(self, n, channels, height, width, shape, generator) -> Dict[str, torch.Tensor]:
+        params = dict(self.source.sample(n, channels, height, width, shape, generator))
+        dev = generator.device
+
+        def rand(*size):
+            return torch.rand(n, *size, generator=generator, device=dev)
+
+        params.update({
+            "augment_key": rand(len(self.ops)),
+            "aug_gamma": 0.5 + 1.5 * rand(3),
+            "aug_brightness_mul": uniform(n, (0.8, 1.2), generator),
+            "aug_brightness_add": uniform(n, (-30 / 255, 30 / 255), generator),
+            "aug_sharpness": uniform(n, (0.0, 2.0), generator),
+            "aug_hue": uniform(n, (-50 / 255, 50 / 255), generator),
+            "aug_saturation": uniform(n, (-50 / 255, 50 / 255), generator),
+            "aug_solarize": rand() < 0.5,
+            "aug_solarize_threshold": uniform(n, (32 / 255, 128 / 255), generator),
+            "aug_posterize_bits": integers_below(torch.full((n,), 8, dtype=torch.long, device=dev), generator) + 1,
+            "aug_autocontrast_cutoff": integers_below(torch.full((n,), 21, dtype=torch.long, device=dev), generator),
+            "aug_rotate_deg": uniform(n, (-45.0, 45.0), generator),
+        })
+        return params
+
+    def render(self, images, params, pixels):
+        raise TypeError("source 'draem_augment' fills whole-image regions only; use it in a region operator "
+                        "(RegionDefect, PerlinDefect), not with a rectangle/scar mask in PatchDefect")
+
+    def chosen(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, len(ops))`` bool: the ``count`` ops each sample gets (its smallest keys)."""
+        rank = params["augment_key"].argsort(dim=1).argsort(dim=1)
+        return rank < self.count
+
+    def render_region(self, images, params, coverage):
+        fill = self.source.render_region(images, params, coverage)
+        if self.count == 0 or fill.shape[0] == 0:
+            return fill
+        scale = value_scale(images.dtype)
+        x = fill / scale
+        chosen = self.chosen(params).to(x.device)
+        for k, name in enumerate(self.ops):
+            index = chosen[:, k].nonzero().squeeze(1)
+            if index.numel() == 0:
+                continue
+            sub = {key: value.to(x.device)[index] for key, value in params.items() if key.startswith("aug_")}
+            x[index] = _APPLY[name](x[index], sub).clamp_(0.0, 1.0)
+        return x.mul_(scale)
+
+
+def _view(values: torch.Tensor) -> torch.Tensor:
+    return values.float().view(-1, 1, 1, 1)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    return LUMA[0] * x[:, :1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:]
+
+
+def _gamma(x, p):
+    return x.clamp(0.0, 1.0).pow(p["aug_gamma"][:, :x.shape[1]].float().view(-1, x.shape[1], 1, 1))
+
+
+def _brightness(x, p):
+    y = _grey(x)
+    return x + (y * (_view(p["aug_brightness_mul"]) - 1.0) + _view(p["aug_brightness_add"]))
+
+
+def _sharpness(x, p):
+    # PIL's smoothing kernel is ones(3, 3) with 5 in the centre, over 13: a 3x3 box sum plus 4 x the centre
+    smooth = (F.avg_pool2d(x, 3, stride=1, padding=1) * 9.0 + 4.0 * x) / 13.0
+    # PIL leaves the one-pixel border of the smoothed image as it was
+    smooth[..., 0, :], smooth[..., -1, :] = x[..., 0, :], x[..., -1, :]
+    smooth[..., :, 0], smooth[..., :, -1] = x[..., :, 0], x[..., :, -1]
+    return torch.lerp(smooth, x, _view(p["aug_sharpness"]))
+
+
+def _hue_saturation(x, p):
+    if x.shape[1] != 3:
+        return x
+    from kornia.color import hsv_to_rgb, rgb_to_hsv
+
+    hsv = rgb_to_hsv(x.clamp(0.0, 1.0))
+    hue = torch.remainder(hsv[:, :1] + _view(p["aug_hue"]) * (2 * math.pi), 2 * math.pi)
+    saturation = (hsv[:, 1:2] + _view(p["aug_saturation"])).clamp(0.0, 1.0)
+    return hsv_to_rgb(torch.cat([hue, saturation, hsv[:, 2:]], dim=1))
+
+
+def _solarize(x, p):
+    flip = p["aug_solarize"].view(-1, 1, 1, 1) & (x >= _view(p["aug_solarize_threshold"]))
+    return torch.where(flip, 1.0 - x, x)
+
+
+def _posterize(x, p):
+    step = torch.pow(2.0, 8 - _view(p["aug_posterize_bits"]))
+    return torch.floor(_levels(x).float() / step) * step / 255.0
+
+
+def _invert(x, p):
+    return 1.0 - x
+
+
+def _levels(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255.0).round().clamp(0, 255).long()
+
+
+def _histograms(levels: torch.Tensor) -> torch.Tensor:
+    """``(B, C, 256)`` counts of the ``(B, C, H, W)`` integer levels, per image and channel."""
+    b, c = levels.shape[:2]
+    offsets = torch.arange(b * c, device=levels.device).view(b, c, 1, 1) * 256
+    return torch.bincount((levels + offsets).reshape(-1), minlength=b * c * 256).view(b, c, 256)
+
+
+def _autocontrast(x, p):
+    levels = _levels(x)
+    hist = _histograms(levels)
+    total = hist.sum(-1, keepdim=True)
+    cut = total * p["aug_autocontrast_cutoff"].view(-1, 1, 1) // 100
+    ramp = torch.arange(256, device=x.device)
+    # PIL removes ``cut`` pixels from each end, then stretches the remaining range to 0..255
+    lo = torch.where(hist.cumsum(-1) > cut, ramp, 256).amin(-1, keepdim=True)
+    hi = torch.where(hist.flip(-1).cumsum(-1).flip(-1) > cut, ramp, -1).amax(-1, keepdim=True)
+    stretch = hi > lo
+    gain = 255.0 / (hi - lo).clamp_min(1).float()
+    lut = torch.where(stretch, ((ramp - lo).float() * gain).floor().clamp(0, 255), ramp.float())
+    return _apply_lut(lut, levels)
+
+
+def _equalize(x, p):
+    levels = _levels(x)
+    hist = _histograms(levels)
+    ramp = torch.arange(256, device=x.device)
+    last = torch.where(hist > 0, ramp, -1).amax(-1, keepdim=True)
+    # PIL: step = (pixels - pixels at the highest level) // 255; lut[i] = (step // 2 + pixels below i) // step
+    step = (hist.sum(-1, keepdim=True) - hist.gather(-1, last.clamp_min(0))) // 255
+    below = hist.cumsum(-1) - hist
+    lut = ((step // 2 + below) // step.clamp_min(1)).clamp(0, 255)
+    lut = torch.where(step > 0, lut, ramp).float()
+    return _apply_lut(lut, levels)
+
+
+def _apply_lut(lut: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = levels.shape
+    return torch.gather(lut, 2, levels.view(b, c, h * w)).view(b, c, h, w) / 255.0
+
+
+def _rotate(x, p):
+    b, _, h, w = x.shape
+    theta = torch.deg2rad(p["aug_rotate_deg"].float())
+    cos, sin = theta.cos(), theta.sin()
+    zero = torch.zeros_like(cos)
+    # a rotation in pixels, written in grid_sample's normalised coordinates of a h x w image
+    affine = torch.stack([torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)], 1)
+    grid = F.affine_grid(affine.to(x), [b, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+_APPLY = {"gamma": _gamma, "brightness": _brightness, "sharpness": _sharpness, "hue_saturation": _hue_saturation,
+          "solarize": _solarize, "posterize": _posterize, "invert": _invert, "autocontrast": _autocontrast,
+          "equalize": _equalize, "rotate": _rotate}
