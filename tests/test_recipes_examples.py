@@ -51,3 +51,20 @@ def test_readme_yaml_example_builds():
     for block in blocks:
         op = create_op(yaml.safe_load(block))
         assert op(torch.rand(4, 3, 128, 128), seed=0).mask.any()
+
+
+def test_every_named_operator_is_in_the_readme_gallery():
+    """One gallery line (and committed previews on the default images and on bottle) per named operator."""
+    from defectgen import list_ops
+
+    spec = importlib.util.spec_from_file_location("make_previews", ROOT / "docs" / "make_previews.py")
+    make_previews = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_previews)
+    gallery = {name for name, _ in make_previews.GALLERY}
+    # generic compositions have no defaults to show; cutpaste_union is the 3-way preset with merged labels
+    assert gallery == set(list_ops()) - {"patch", "region", "one_of", "cutpaste_union"}
+    readme = (ROOT / "README.md").read_text()
+    for name in gallery:
+        assert f"(docs/previews/{name}.png)" in readme and f"(docs/previews/bottle/{name}.png)" in readme
+        assert (ROOT / "docs" / "previews" / f"{name}.png").is_file()
+        assert (ROOT / "docs" / "previews" / "bottle" / f"{name}.png").is_file()

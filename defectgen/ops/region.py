@@ -71,7 +71,13 @@ class RegionDefect(DefectOp):
         fill = self.source.render_region(images, params, coverage)
         blended, region = self.blend.blend_region(images.float(), fill.float(), coverage, params, max_value)
         region = region & allowed
-        canvas.replace(torch.where(region, cast_like(blended, images.dtype), images))
+        painted = cast_like(blended, images.dtype)
+        # a blend's fresh output tensor can take the selection in place (saves a batch-sized allocation); never
+        # write into a view, the caller's images or the source's fill
+        fresh = painted._base is None and painted.untyped_storage().data_ptr() not in (
+            images.untyped_storage().data_ptr(), fill.untyped_storage().data_ptr())
+        out = painted if fresh else None
+        canvas.replace(torch.where(region, painted, images, out=out))
         torch.logical_or(mask, region, out=mask)
 
         classes = self.sample_labels(params)
