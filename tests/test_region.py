@@ -172,3 +172,14 @@ def test_component_boxes_cuda_equals_cpu():
     region = blobs(threshold=0.5)
     a, b = component_boxes(region), component_boxes(region.cuda())
     assert torch.equal(a[0], b[0].cpu()) and torch.equal(a[1], b[1].cpu())
+
+
+def test_composed_region_operator_checks_replayed_params_through_its_parts():
+    """A plain RegionDefect validates replays with its parts' own checks (here: a partner outside the batch)."""
+    op = RegionDefect(mask="patch_region", source="other_image", blend="poisson")
+    images = make_images(batch=3)
+    out = op(images, seed=0)
+    assert torch.equal(op(images, params=out.params).image, out.image)
+    bad = {**out.params, "partner": out.params["partner"] + 5}
+    with pytest.raises(ValueError, match="partner"):
+        op(images, params=bad)

@@ -54,3 +54,6 @@ class RegionMask(Configurable):
               generator: torch.Generator) -> Dict[str, torch.Tensor]:
         """Positioned masks move their shapes onto foreground pixels here; the default keeps the params."""
         return params
+
+    def check_replay(self, params: Dict[str, torch.Tensor], batch: int, height: int, width: int) -> None:
+        """Raise ValueError if replayed params cannot describe this mask on ``height x width`` images."""

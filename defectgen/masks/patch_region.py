@@ -74,6 +74,9 @@ class PatchRegion(RegionMask):
         left = torch.minimum((centre[:, 1] - w / 2).round().long().clamp_min(m), width - m - w)
         return {**params, "top": top, "left": left}
 
+    def check_replay(self, params, batch, height, width) -> None:
+        self.check_fits(params, height, width)
+
     def check_fits(self, params: Dict[str, torch.Tensor], height: int, width: int) -> None:
         """Raise ValueError when replayed params describe shapes outside ``height x width`` images."""
         self._check_fits(height, width)

@@ -112,6 +112,14 @@ class TransplantMask(RegionMask):
         present = counts > 0
         self._type_starts, self._type_counts = starts[present], counts[present]
 
+    def check_replay(self, params, batch, height, width) -> None:
+        index = params["bank_index"]
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self.defect_bank)):
+            raise ValueError(f"params['bank_index'] must be in [0, {len(self.defect_bank)}) for this bank, "
+                             f"got values in [{int(index.min())}, {int(index.max())}]")
+        if bool((params["scale"] <= 0).any()):
+            raise ValueError("params['scale'] must be positive")
+
     def _sample_index(self, n: int, generator: torch.Generator) -> torch.Tensor:
         device = generator.device
         if not self.balance_types:

@@ -60,7 +60,3 @@ class PoissonPaste(RegionDefect):
         self.scale_range = source.scale_range
         self.scale_std = source.scale_std
         self.shape = mask.shape
-
-    def check_replay(self, params, height, width):
-        self.mask.check_fits(params, height, width)
-        self.source.check_fits(params, params["applied"].shape[0], height, width)

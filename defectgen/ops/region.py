@@ -55,6 +55,11 @@ class RegionDefect(DefectOp):
     def place(self, params: Params, foreground: torch.Tensor, generator: torch.Generator) -> Params:
         return {**self.mask.place(params, foreground, generator), FOREGROUND_KEY: foreground}
 
+    def check_replay(self, params: Params, height: int, width: int) -> None:
+        batch = params["applied"].shape[0]
+        self.mask.check_replay(params, batch, height, width)
+        self.source.check_replay(params, batch, height, width)
+
     def sample_labels(self, params: Params) -> torch.Tensor:
         """``(B,)`` class id of each sample's defect; subclasses with several defect types override it."""
         applied = params["applied"]

@@ -74,14 +74,6 @@ class DefectTransplant(RegionDefect):
         """``{class id: type name}``, e.g. for ``preview_grid(..., class_names=op.class_ids)``."""
         return {self.label + i: name for i, name in enumerate(self.defect_bank.class_names)}
 
-    def check_replay(self, params: Params, height: int, width: int) -> None:
-        index = params["bank_index"]
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self.defect_bank)):
-            raise ValueError(f"params['bank_index'] must be in [0, {len(self.defect_bank)}) for this bank, "
-                             f"got values in [{int(index.min())}, {int(index.max())}]")
-        if bool((params["scale"] <= 0).any()):
-            raise ValueError("params['scale'] must be positive")
-
     def sample_labels(self, params: Params) -> torch.Tensor:
         index = params["bank_index"]
         types = self.defect_bank.tensors(None, index.device).types

@@ -33,6 +33,9 @@ class Source(Configurable):
         raise TypeError(f"source {type(self).__name__} cannot fill a whole-image region; use it with a "
                         "rectangle/scar mask in PatchDefect")
 
+    def check_replay(self, params: Dict[str, torch.Tensor], batch: int, height: int, width: int) -> None:
+        """Raise ValueError if replayed params cannot be rendered (e.g. an index outside the batch or bank)."""
+
     def constant_colour(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
         """``(B, C)`` colours if this source fills each sample with one colour, else None.
 

@@ -51,6 +51,9 @@ class OtherImagePatch(Source):
                 "src_top": integers_below(height - src_h + 1, generator),
                 "src_left": integers_below(width - src_w + 1, generator)}
 
+    def check_replay(self, params, batch, height, width) -> None:
+        self.check_fits(params, batch, height, width)
+
     def check_fits(self, params: Dict[str, torch.Tensor], batch: int, height: int, width: int) -> None:
         """Raise ValueError when replayed params name images or patches the batch does not have."""
         partner = params["partner"]
