@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ._checks import check_int
 from .foreground import estimate_foreground
+from ._grey import LUMA, luma
 
 #: foreground modes a bank can estimate on its source images
 ESTIMATED_FOREGROUNDS = ("otsu", "otsu_dark", "otsu_bright")
@@ -275,9 +276,8 @@ class DefectBank:
                 if channels == 3:
                     images, background = images.expand(-1, 3, -1, -1), background.expand(-1, 3)
                 else:
-                    luma = torch.tensor([0.299, 0.587, 0.114])
-                    images = (images.float() * luma.view(1, 3, 1, 1)).sum(1, keepdim=True).round().to(torch.uint8)
-                    background = background @ luma.view(3, 1)
+                    images = luma(images.float()).round().to(torch.uint8)
+                    background = background @ torch.tensor(LUMA).view(3, 1)
             origins, atlas_size = self._atlas_layout()
             g = ATLAS_GUTTER_PX
             atlas = torch.zeros(1, channels + 2, atlas_size[0], atlas_size[1])

@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from ._grey import luma
+
 FOREGROUND_MODES = ("given", "otsu", "otsu_dark", "otsu_bright")
 
 
@@ -42,10 +44,8 @@ def grey_levels(images: torch.Tensor) -> torch.Tensor:
     if images.dtype != torch.uint8:
         x = x * 255.0
     if x.shape[1] == 3:
-        x = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    else:
-        x = x[:, 0]
-    return x.round().clamp_(0, 255).long()
+        x = luma(x)
+    return x[:, 0].round().clamp_(0, 255).long()
 
 
 def otsu_thresholds(grey: torch.Tensor) -> torch.Tensor:

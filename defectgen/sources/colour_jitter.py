@@ -24,10 +24,10 @@ import torch
 from .._checks import check_number
 from .._config import Configurable
 from .._rng import uniform
+from .._grey import LUMA
 from ..masks.geometry import PatchPixels
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale
-LUMA = (0.299, 0.587, 0.114)
 
 
 class ColourJitter(Configurable):

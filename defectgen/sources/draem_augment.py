@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from .._checks import check_int
 from .._rng import integers_below, uniform
 from ..registry import create_part, register_part
+from .._grey import luma
 from .base import Source, value_scale
 
 OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert", "autocontrast",
        "equalize", "rotate")
-LUMA = (0.299, 0.587, 0.114)
 
 
 @register_part("source", "draem_augment")
@@ -127,7 +127,7 @@ def _view(values: torch.Tensor) -> torch.Tensor:
 def _grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    return LUMA[0] * x[:, :1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:]
+    return luma(x)
 
 
 def _gamma(x, p):

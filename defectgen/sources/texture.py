@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .._checks import check_int
 from .._rng import integers_below
 from ..registry import register_part
+from .._grey import luma
 from .base import Source, value_scale
 
 TextureBank = Union[str, Path, torch.Tensor]
@@ -72,8 +73,7 @@ class TextureSource(Source):
         if key not in self._resized:
             bank = self._bank.float()
             if bank.shape[1] != channels:
-                bank = bank.expand(-1, 3, -1, -1) if channels == 3 else (
-                    0.299 * bank[:, :1] + 0.587 * bank[:, 1:2] + 0.114 * bank[:, 2:])
+                bank = bank.expand(-1, 3, -1, -1) if channels == 3 else luma(bank)
             if bank.shape[2:] != (height, width):
                 bank = F.interpolate(bank, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
             self._resized = {key: bank.round().clamp(0, 255).to(torch.uint8).to(device)}  # keep one size only
