@@ -73,3 +73,20 @@ def integers_below(upper_exclusive: torch.Tensor, generator: torch.Generator) ->
     u = torch.rand(upper_exclusive.shape, generator=generator, device=generator.device)
     upper = upper_exclusive.to(generator.device)
     return torch.minimum((u * upper).long(), upper - 1)
+
+
+def index_seed(seed: int, index: int, stream: str = "") -> int:
+    """A 63-bit seed that depends only on ``(seed, index, stream)``: per-item randomness for data sets.
+
+    Used wherever item ``i`` of a data set must get the same defect however the work is split (batches,
+    shards, worker processes, resumed runs). A hash, not ``seed + index``, so neighbouring items and
+    neighbouring seeds get unrelated streams; ``stream`` separates independent uses of the same pair.
+    """
+    import hashlib
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"index must be a non-negative int, got {index!r}")
+    digest = hashlib.blake2b(f"defectgen:{stream}:{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
