@@ -106,6 +106,9 @@ class DefectBank:
                    foreground: Optional[str] = None) -> "DefectBank":
         """Read ``root/test/<defect>/*.png`` with masks ``root/ground_truth/<defect>/<stem>_mask.png``.
 
+        The folder is listed by :func:`defectgen.io.read_mvtec` (which also accepts ``<stem>_mask`` with
+        another image extension); the ``good`` test images and ``train/`` are not used.
+
         Args:
             root: an MVTec AD category folder (or any folder with that layout).
             defects: defect type folders to read; ``None`` reads every folder under ``test/`` except ``good``.
@@ -120,43 +123,21 @@ class DefectBank:
             ValueError: naming the folder or file when the layout is wrong, a mask is missing, or an image
                 and its mask differ in size. Images with an empty mask are skipped with a warning.
         """
-        from .io.images import list_images
+        from .io.mvtec import read_mvtec
 
-        root = Path(root)
-        test = root / "test"
-        truth = root / "ground_truth"
-        if not test.is_dir():
-            raise ValueError(f"DefectBank.from_mvtec: {str(test)!r} is not a directory; expected an MVTec-layout "
-                             "folder with test/<defect>/*.png and ground_truth/<defect>/<stem>_mask.png")
-        available = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name != "good")
-        if defects is None:
-            defects = available
-        elif isinstance(defects, str):
-            defects = [defects]
-        defects = sorted(set(defects))
-        missing = [d for d in defects if d not in available]
-        if missing:
-            raise ValueError(f"DefectBank.from_mvtec: no defect folder {missing} under {str(test)!r} "
-                             f"(found: {available})")
+        try:
+            layout = read_mvtec(root, defects, require_test=True)
+        except ValueError as error:
+            raise ValueError(f"DefectBank.from_mvtec: {error}") from None
+        defects = layout.defect_types
         if not defects:
-            raise ValueError(f"DefectBank.from_mvtec: no defect folders under {str(test)!r}")
+            raise ValueError(f"DefectBank.from_mvtec: no defect folders under {str(Path(root) / 'test')!r}")
         if max_per_type is not None:
             max_per_type = check_int(max_per_type, "max_per_type", 1)
-        images: List[Path] = []
-        masks: List[Path] = []
-        types: List[str] = []
-        for defect in defects:
-            for path in list_images(test / defect)[:max_per_type]:
-                mask = truth / defect / f"{path.stem}_mask.png"
-                if not mask.is_file():
-                    candidates = sorted((truth / defect).glob(f"{path.stem}_mask.*"))
-                    if not candidates:
-                        raise ValueError(f"DefectBank.from_mvtec: image {str(path)!r} has no mask "
-                                         f"(expected {str(mask)!r})")
-                    mask = candidates[0]
-                images.append(path)
-                masks.append(mask)
-                types.append(defect)
+        items = [[it for it in layout.test if it.defect == defect][:max_per_type] for defect in defects]
+        images = [it.image for group in items for it in group]
+        masks = [it.mask for group in items for it in group]
+        types = [it.defect for group in items for it in group]
         return cls.from_pairs(images, masks, types, margin_px=margin_px, ring_px=ring_px, class_names=defects,
                               foreground=foreground)
 
