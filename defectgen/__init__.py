@@ -12,9 +12,11 @@ from .result import DefectBatch
 
 __version__ = "0.1.0"
 
+from .generation import generate  # noqa: E402  (after __version__, which job.json records)
+
 __all__ = [
     "CutPaste", "CutPasteScar", "Cutout", "Scar", "Confetti", "ShapeDefect", "PerlinDefect", "PoissonPaste",
     "DefectTransplant", "DefectBank", "PatchDefect", "RegionDefect", "DefectOp", "OneOf",
     "cutpaste_union", "cutpaste_3way", "create_op", "create_part", "list_ops", "register_op",
-    "register_part", "DefectBatch",
+    "register_part", "DefectBatch", "generate",
 ]

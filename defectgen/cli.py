@@ -87,10 +87,88 @@ def _run_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- generate ---------------------------------------------------------------------------------------------------
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .export.layout import FORMATS
+
+    parser.add_argument("--input", metavar="DIR", type=Path, required=True,
+                        help="folder of OK images, read recursively (png, jpg, bmp, tif; 8/16-bit; gray/RGB/RGBA)")
+    parser.add_argument("--output", metavar="DIR", type=Path, required=True,
+                        help="data set folder; must be empty or new unless --resume or --overwrite")
+    parser.add_argument("--op", metavar="NAME", action="append", dest="ops",
+                        help="operator (repeatable: one class each, every image gets one of them)")
+    parser.add_argument("--recipe", metavar="FILE", type=Path,
+                        help="YAML operator config (the registry's format), instead of --op")
+    parser.add_argument("--count", metavar="N", type=_positive_int, required=True, help="number of NG images")
+    parser.add_argument("--format", metavar="FMT", action="append", dest="formats", choices=FORMATS,
+                        help=f"label format, repeatable: {', '.join(FORMATS)} (default: yolo); images and "
+                             "masks are always written")
+    parser.add_argument("--seed", metavar="S", type=int, default=0,
+                        help="image i depends only on (seed, i) and the settings (default: %(default)s)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--size", metavar="PX", type=_positive_int, default=256,
+                      help="resize OK images (or tiles) to PX x PX (default: %(default)s)")
+    size.add_argument("--native-size", action="store_true", help="keep every image's own size")
+    parser.add_argument("--tile", metavar="PX", type=_positive_int,
+                        help="cut OK images into PX x PX tiles first (each tile is a source)")
+    parser.add_argument("--gray", action="store_true", help="write grayscale images (default: RGB)")
+    parser.add_argument("--val-fraction", metavar="F", type=float, default=0.0,
+                        help="share of OK files (and outputs) held out as the val split (default: %(default)s)")
+    parser.add_argument("--segmentation", choices=("rle", "polygon"), default="rle",
+                        help="COCO segmentation format (default: %(default)s)")
+    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=16,
+                        help="images per operator batch; part of the job (default: %(default)s)")
+    parser.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+                        help="processes making batches in parallel (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="make only the K-th of N slices of the job (0-based), e.g. one per machine")
+    parser.add_argument("--resume", action="store_true", help="continue the job in --output where it stopped")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete a previous defectgen output in --output first")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .generation import generate, parse_shard, print_summary
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"defectgen: warning: {message}", file=sys.stderr)
+
+    import cv2
+
+    # unreadable inputs are reported by defectgen (warning + end-of-run list); OpenCV's own log lines about
+    # them would only repeat that in another format
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        shard = None if args.shard is None else parse_shard(args.shard)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            summary = generate(
+                args.input, args.output, args.ops, recipe=args.recipe, count=args.count,
+                formats=args.formats or ["yolo"], seed=args.seed, size=None if args.native_size else args.size,
+                tile=args.tile, channels=1 if args.gray else 3, val_fraction=args.val_fraction,
+                batch_size=args.batch_size, workers=args.workers, device=args.device, shard=shard,
+                resume=args.resume, overwrite=args.overwrite, segmentation=args.segmentation,
+                progress=False if args.no_progress else None)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from error
+    except OSError as error:
+        raise CliError(f"{error.strerror or error}: {error.filename}" if error.filename else str(error)) from error
+    print_summary(summary)
+    return 0
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------------
 _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "preview": ("render a PNG grid (input / defect / mask + boxes) per operator",
                 _add_preview_arguments, _run_preview),
+    "generate": ("make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",
+                 _add_generate_arguments, _run_generate),
 }
 
 

@@ -67,3 +67,14 @@ def test_kernel_benchmark_tiny_run(capsys):
     assert result["clone"] > 0 and result["cutpaste: take source pixels"] > 0
     assert 0.5 < result["hue_cosine_min"] <= result["hue_cosine_max"] <= 1.0
     assert "kornia HSV hue" in capsys.readouterr().out
+
+
+def test_bench_generate_runs(capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_generate", BENCH.with_name("bench_generate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--count", "8", "--files", "4", "--size", "32", "--repeats", "1", "--format", "coco",
+                        "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ratio generate / imwrite" in out and "img/s" in out
+    assert list(tmp_path.iterdir()) == []  # cleans up after itself
