@@ -72,6 +72,19 @@ def create_op(spec: Union[str, Mapping[str, Any]], **overrides: Any):
     return _build("op", "op", spec, overrides)
 
 
+def resolve_op(op: Any, name: str = "op"):
+    """An operator instance as it is, or one built by :func:`create_op` from a registered name or config dict:
+    what every API that takes "an operator" accepts."""
+    from .ops.base import DefectOp
+
+    if isinstance(op, DefectOp):
+        return op
+    if isinstance(op, (str, Mapping)):
+        return create_op(op)
+    raise TypeError(f"{name} must be a defectgen operator, a registered operator name or a config dict "
+                    f"({{'op': name, ...}}), got {type(op).__name__}")
+
+
 def create_part(kind: str, spec: Union[str, Mapping[str, Any]], **overrides: Any):
     """Build a registered part from a name or a ``{"type": name, **kwargs}`` config."""
     return _build(kind, "type", spec, overrides)
