@@ -228,6 +228,7 @@ def test_yolo_labels_match_manifest_boxes(reference):
                                        [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], atol=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools 2.0 vs NumPy 2 copy keyword
 def test_coco_export_evaluates_to_ap_1_with_pycocotools(reference):
     """pycocotools loads the export; GT scored against itself gives AP = 1 for boxes and segmentations."""
     pytest.importorskip("pycocotools")
