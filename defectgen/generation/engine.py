@@ -402,7 +402,7 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
 
     units = job.units()
     mine = units if shard is None else [u for part in _shard_units(units, shard) for u in part]
-    todo = [u for u in mine if not _unit_done(layout, *u)]
+    todo = [u for u in mine if _done_record(layout, *u) is None]
     total_items = sum(job.unit_size(*u) for u in units)
     mine_items = sum(job.unit_size(*u) for u in mine)
     bar = Progress(mine_items, mine_items - sum(job.unit_size(*u) for u in todo), enabled=progress)
@@ -418,12 +418,12 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
         generated = _run_pool(job, todo, workers, bar)
     bar.close()
 
-    done_units = [u for u in units if _unit_done(layout, *u)]
+    records = {u: _done_record(layout, *u) for u in units}
+    done_units = [u for u, record in records.items() if record is not None]
     complete = len(done_units) == len(units)
     skipped = dict(sources.skipped)
     if complete:
-        records = [_read_record(layout, *u) for u in units]
-        report = job.finalise(records)
+        report = job.finalise(list(records.values()))
         skipped = report["skipped_files"]
     done_items = sum(job.unit_size(*u) for u in done_units)
     return GenerateSummary(output=output_dir, generated=generated, total=total_items, done=done_items,
@@ -586,22 +586,17 @@ def _prepare_output(layout: OutputLayout, settings: Dict[str, Any], device: str,
         write_text_atomic(layout.job, write_json_text(job))
 
 
-def _unit_done(layout: OutputLayout, kind: str, number: int) -> bool:
-    record = _read_record(layout, kind, number, missing_ok=True)
-    return record is not None and all((layout.root / f).is_file() for item in record["items"]
-                                      for f in item["files"])
-
-
-def _read_record(layout: OutputLayout, kind: str, number: int, missing_ok: bool = False) -> Optional[Dict]:
+def _done_record(layout: OutputLayout, kind: str, number: int) -> Optional[Dict]:
+    """The unit's record if the unit is done (its record exists and so do all the files it lists), else None."""
     path = layout.unit_record(kind, number)
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
-        if missing_ok:
-            return None
-        raise
+        return None
     except ValueError:  # cannot happen with atomic writes, but a damaged record just means "not done"
         return None
+    files_exist = all((layout.root / f).is_file() for item in record["items"] for f in item["files"])
+    return record if files_exist else None
 
 
 def print_summary(summary: GenerateSummary, stream=None) -> None:
