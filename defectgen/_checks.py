@@ -31,6 +31,13 @@ def check_images(images: object, name: str = "images") -> Tuple[int, int, int, i
     return b, c, h, w
 
 
+def check_channels(value: object, name: str = "channels") -> int:
+    """1 (grayscale) or 3 (RGB): the channel counts images are read into."""
+    if isinstance(value, bool) or value not in SUPPORTED_CHANNELS:
+        raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value!r}")
+    return int(value)
+
+
 def check_probability(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")

@@ -28,10 +28,10 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_images, check_int
+from ._checks import check_channels, check_images, check_int
 from ._rng import index_seed
 from .registry import resolve_op
-from .io.images import _resize_square, _to_channels, list_images, read_image
+from .io.images import list_images, read_image_as
 from .itemwise import apply_itemwise, concat_params
 from .result import DefectBatch, Params
 
@@ -80,8 +80,8 @@ class DefectDataset(Dataset):
         self.epoch = 0
         if size is not None:
             size = check_int(size, "size", 1)
-        if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        if channels is not None:
+            channels = check_channels(channels)
 
         if isinstance(source, torch.Tensor):
             count, image_channels, height, width = check_images(source, "source")
@@ -123,7 +123,7 @@ class DefectDataset(Dataset):
         index = self._check_index(index)
         if self.images is not None:
             return self.images[index]
-        array = _resize_square(_to_channels(read_image(self.paths[index]), self.channels), self.size)
+        array = read_image_as(self.paths[index], self.channels, self.size)
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> DefectItem:

@@ -37,6 +37,15 @@ def concat_params(items: Sequence[Params]) -> Params:
     return _concat(list(items), offsets, key=None)
 
 
+def slice_params(params: Params, index: int) -> Params:
+    """Sample ``index``'s params, as params for a batch of one (the inverse of :func:`concat_params`)."""
+    if isinstance(params, dict):
+        return {k: slice_params(v, index) for k, v in params.items()}
+    if isinstance(params, list):
+        return [slice_params(v, index) for v in params]
+    return params[index:index + 1]
+
+
 def _batch_size(params: Any) -> int:
     if isinstance(params, torch.Tensor):
         return params.shape[0]

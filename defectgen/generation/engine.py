@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._checks import check_int, check_number
+from .._checks import check_channels, check_int, check_number
 from .._rng import index_seed
 from ..export.coco import SEGMENTATIONS, coco_annotation, coco_dataset, instance_masks
 from ..export.layout import FORMATS, OutputLayout
 from ..export.yolo import yolo_data_yaml, yolo_label_text
 from ..io.atomic import encode_png, link_or_copy_atomic, remove_temp_files, write_bytes_atomic, write_text_atomic
-from ..itemwise import apply_itemwise
+from ..itemwise import apply_itemwise, slice_params
 from ..ops.base import DefectOp
 from ..registry import create_op
 from .job import JOB_FORMAT, OpSpec, build_op, chosen_defect, compact_params, jsonable, write_json_text
@@ -80,8 +80,9 @@ class _Job:
     """Everything a process needs to make and write any unit of the job (pickled to worker processes)."""
 
     def __init__(self, op: DefectOp, names: Dict[int, str], sources: OkSources, layout: OutputLayout,
-                 settings: Dict[str, Any]):
+                 settings: Dict[str, Any], device: torch.device, write_threads: int = 1):
         self.op, self.names, self.sources, self.layout, self.settings = op, names, sources, layout, settings
+        self.device, self.write_threads = device, write_threads
         self.count, self.batch_size = settings["count"], settings["batch_size"]
         self.formats = set(settings["formats"])
         self.n_val = _val_count(self.count, settings["val_fraction"])
@@ -91,8 +92,6 @@ class _Job:
         # the MVTec test split: the validation items when there are any, so an anomaly model trained on
         # train/good is tested on backgrounds it never saw; otherwise every item
         self.mvtec_test_split = "val" if self.n_val else "train"
-        self.device = torch.device("cpu")
-        self.write_threads = 1
 
     # -- units ----------------------------------------------------------------------------------------------
     def units(self) -> List[Tuple[str, int]]:
@@ -133,7 +132,7 @@ class _Job:
                 out.box_label.cpu().numpy()
             labels = out.label.cpu().tolist()
             for j, k in enumerate(members):
-                name, params = chosen_defect(self.op, _slice(out.params, j))
+                name, params = chosen_defect(self.op, slice_params(out.params, j))
                 items[k].update(image=images[j], mask=masks[j], label=labels[j], boxes=boxes[box_index == j],
                                 box_label=box_label[box_index == j].tolist(), op=name if labels[j] else None,
                                 params=compact_params(params))
@@ -298,14 +297,6 @@ def _val_count(count: int, val_fraction: float) -> int:
     return min(count - 1, max(1, round(val_fraction * count)))
 
 
-def _slice(params: Any, j: int) -> Any:
-    if isinstance(params, dict):
-        return {k: _slice(v, j) for k, v in params.items()}
-    if isinstance(params, list):
-        return [_slice(v, j) for v in params]
-    return params[j:j + 1]
-
-
 # -- worker processes -------------------------------------------------------------------------------------------
 _WORKER_JOB: Optional[_Job] = None
 
@@ -371,8 +362,7 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
     workers = check_int(workers, "workers", 1)
     size = None if size is None else check_int(size, "size", 1)
     tile = None if tile is None else check_int(tile, "tile", 1)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+    channels = check_channels(channels)
     val_fraction = check_number(val_fraction, "val_fraction", 0.0, 0.9)
     formats = _check_formats(formats)
     if segmentation not in SEGMENTATIONS:
@@ -394,11 +384,10 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
     layout = OutputLayout(output_dir)
     _prepare_output(layout, settings, str(torch_device.type), resume, overwrite, shard is not None,
                     input_dir.resolve())
-    job = _Job(op, names, sources, layout, settings)
-    job.device = torch_device
-    cpus = os.cpu_count() or 1
-    job.write_threads = check_int(write_threads, "write_threads", 1) if write_threads is not None else \
-        max(1, min(4, cpus // workers))
+    # threads per process: torch's and the file writers' share of the cores
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    write_threads = min(4, threads) if write_threads is None else check_int(write_threads, "write_threads", 1)
+    job = _Job(op, names, sources, layout, settings, torch_device, write_threads)
 
     units = job.units()
     mine = units if shard is None else [u for part in _shard_units(units, shard) for u in part]
@@ -407,15 +396,16 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
     mine_items = sum(job.unit_size(*u) for u in mine)
     bar = Progress(mine_items, mine_items - sum(job.unit_size(*u) for u in todo), enabled=progress)
     generated = 0
-    if workers == 1 or len(todo) <= 1:
-        def done(kind: str, number: int) -> None:
-            nonlocal generated
-            generated += job.unit_size(kind, number)
-            bar.update(job.unit_size(kind, number))
 
+    def done(kind: str, number: int) -> None:
+        nonlocal generated
+        generated += job.unit_size(kind, number)
+        bar.update(job.unit_size(kind, number))
+
+    if workers == 1 or len(todo) <= 1:
         job.run_units(todo, done)
     else:
-        generated = _run_pool(job, todo, workers, bar)
+        _run_pool(job, todo, workers, threads, done)
     bar.close()
 
     records = {u: _done_record(layout, *u) for u in units}
@@ -430,9 +420,10 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
                            complete=complete, skipped_files=skipped, seconds=time.perf_counter() - started)
 
 
-def _run_pool(job: _Job, todo: List[Tuple[str, int]], workers: int, bar: Progress) -> int:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    generated = 0
+def _run_pool(job: _Job, todo: List[Tuple[str, int]], workers: int, threads: int,
+              done: Callable[[str, int], None]) -> None:
+    """Units on ``workers`` spawned processes, each with ``threads`` torch threads; the skipped files they
+    find are gathered here for the report."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(job, threads)) as pool:
         pending = {pool.submit(_run_in_worker, *unit): unit for unit in todo}
@@ -443,9 +434,7 @@ def _run_pool(job: _Job, todo: List[Tuple[str, int]], workers: int, bar: Progres
                 record = future.result()
                 for rel, reason in record["skipped"].items():
                     job.sources.skipped.setdefault(rel, reason)
-                generated += job.unit_size(kind, number)
-                bar.update(job.unit_size(kind, number))
-    return generated
+                done(kind, number)
 
 
 def regenerate(output: PathLike, index: int, input: Optional[PathLike] = None,
@@ -477,8 +466,7 @@ def regenerate(output: PathLike, index: int, input: Optional[PathLike] = None,
                         settings["channels"], settings["seed"], settings["val_fraction"])
     if sources.fingerprint() != settings["input"]["fingerprint"]:
         raise ValueError("the input folder's files differ from the ones the job was made from")
-    job = _Job(op, names, sources, layout, settings)
-    job.device = _resolve_device(saved["device"])
+    job = _Job(op, names, sources, layout, settings, _resolve_device(saved["device"]))
     index = check_int(index, "index", 0)
     if index >= job.count:
         raise ValueError(f"index must be below the job's count {job.count}, got {index}")

@@ -14,7 +14,7 @@ import numpy as np
 import skimage.data
 import torch
 
-from .._checks import check_int
+from .._checks import check_channels, check_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File extensions :func:`list_images` picks up (compared case-insensitively)."""
@@ -85,6 +85,13 @@ def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return resized.reshape(size, size, image.shape[2])  # cv2 drops a single channel axis
 
 
+def read_image_as(path: PathLike, channels: int, size: Optional[int] = None) -> np.ndarray:
+    """:func:`read_image`, converted to ``channels`` (1 or 3) and resized to ``size x size`` unless ``size`` is
+    None: the ``(H, W, channels)`` uint8 array every reader of OK images wants."""
+    image = _to_channels(read_image(path), channels)
+    return image if size is None else _resize_square(image, size)
+
+
 def _stack(images: List[np.ndarray]) -> torch.Tensor:
     """``(H, W, C)`` arrays -> a contiguous ``(B, C, H, W)`` uint8 tensor."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
@@ -106,10 +113,9 @@ def load_folder(folder: PathLike, size: int = 256, limit: Optional[int] = None, 
     size = check_int(size, "size", 1)
     if limit is not None:
         limit = check_int(limit, "limit", 1)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+    channels = check_channels(channels)
     paths = list_images(folder)[:limit]
-    return _stack([_resize_square(_to_channels(read_image(p), channels), size) for p in paths])
+    return _stack([read_image_as(p, channels, size) for p in paths])
 
 
 _TEXTURES = ("brick", "grass", "gravel", "immunohistochemistry")

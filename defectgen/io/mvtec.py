@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from .._checks import check_int
-from .images import IMAGE_EXTENSIONS, PathLike, _resize_square, _stack, _to_channels, list_images, read_image
+from .._checks import check_channels, check_int
+from .images import IMAGE_EXTENSIONS, PathLike, _resize_square, _stack, list_images, read_image, read_image_as
 
 GOOD = "good"
 """Folder name of the defect-free images, in ``train/`` and ``test/``."""
@@ -114,7 +114,7 @@ class MVTecLayout:
         if not self.train:
             raise ValueError(f"no training images: {str(self.root / 'train' / GOOD)!r} is not a directory; "
                              f"{_TRAIN_HINT}")
-        return _stack_same_size([_image_array(p, size, channels) for p in self.train[:limit]], self.train)
+        return _stack_same_size([read_image_as(p, channels, size) for p in self.train[:limit]], self.train)
 
     def load_test(self, size: Optional[int] = None, channels: int = 3,
                   items: Optional[Sequence[MVTecItem]] = None) -> MVTecBatch:
@@ -141,7 +141,7 @@ class MVTecLayout:
             raise ValueError(f"items of defect types {unknown} are not in this layout's {self.defect_types}")
         images, masks = [], []
         for item in items:
-            image = _image_array(item.image, None, channels)
+            image = read_image_as(item.image, channels, None)
             mask = _mask_array(item, image.shape[:2])
             if size is not None:
                 image = _resize_square(image, size)
@@ -216,7 +216,7 @@ def load_image(item: Union[MVTecItem, PathLike], size: Optional[int] = None, cha
     """
     size, channels = _check_load_args(size, channels)
     path = item.image if isinstance(item, MVTecItem) else Path(item)
-    return torch.from_numpy(_image_array(path, size, channels)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(read_image_as(path, channels, size)).permute(2, 0, 1).contiguous()
 
 
 def load_mask(item: MVTecItem, size: Optional[int] = None) -> torch.Tensor:
@@ -255,15 +255,7 @@ def _masks_by_stem(folder: Path) -> Dict[str, Path]:
 def _check_load_args(size: Optional[int], channels: int):
     if size is not None:
         size = check_int(size, "size", 1)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
-    return size, channels
-
-
-def _image_array(path: Path, size: Optional[int], channels: int) -> np.ndarray:
-    """``(H, W, channels)`` uint8, resized to ``size x size`` unless ``size`` is ``None``."""
-    image = _to_channels(read_image(path), channels)
-    return image if size is None else _resize_square(image, size)
+    return size, check_channels(channels)
 
 
 def _mask_array(item: MVTecItem, shape) -> np.ndarray:
