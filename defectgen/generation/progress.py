@@ -19,8 +19,10 @@ class Progress:
     """
 
     def __init__(self, total: int, already: int = 0, label: str = "generate", enabled: Optional[bool] = None,
-                 stream: Optional[TextIO] = None, interval: float = 0.2):
+                 stream: Optional[TextIO] = None, interval: float = 0.2, unit: str = "img"):
         self.stream = stream or sys.stderr
+        self.unit = unit
+        self.postfix = ""
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.total, self.already, self.done = total, already, 0
         self.label, self.interval = label, interval
@@ -32,8 +34,11 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def update(self, count: int) -> None:
+    def update(self, count: int, postfix: Optional[str] = None) -> None:
+        """Count ``count`` more units done; ``postfix`` (e.g. ``"loss 0.41 acc 0.88"``) replaces the line's tail."""
         self.done += count
+        if postfix is not None:
+            self.postfix = postfix
         now = time.perf_counter()
         if self.enabled and (now - self._last >= self.interval or self.already + self.done >= self.total):
             self._last = now
@@ -45,7 +50,8 @@ class Progress:
         pct = 100.0 * current / self.total if self.total else 100.0
         rate = self.rate
         eta = format_seconds((self.total - current) / rate) if rate > 0 else "?"
-        return f"{self.label} {current}/{self.total} [{pct:3.0f}%] {rate:7.1f} img/s ETA {eta}"
+        tail = f"  {self.postfix}" if self.postfix else ""
+        return f"{self.label} {current}/{self.total} [{pct:3.0f}%] {rate:7.1f} {self.unit}/s ETA {eta}{tail}"
 
     def close(self) -> None:
         if self.enabled:
