@@ -1,8 +1,9 @@
 """The ``defectgen`` command line.
 
-Each subcommand is a ``(add_arguments, run)`` pair registered in :data:`_COMMANDS`, so new ones (``generate``,
-``train``, ``eval``) plug in without touching :func:`main`. User errors (a bad option, an unknown operator, an
-empty folder) end as one ``defectgen: error: ...`` line and exit code 2, never a traceback.
+Each subcommand is a ``(help, add_arguments, run)`` entry of :data:`_COMMANDS`, so new ones plug in without
+touching :func:`main`: ``preview`` and ``generate`` here, ``train`` and ``eval`` from the sibling package
+``detectors`` (:mod:`detectors.cli`, imported only when one of them is used). User errors (a bad option, an
+unknown operator, an empty folder) end as one ``defectgen: error: ...`` line and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -34,14 +35,23 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type=`` that parses an integer >= ``minimum`` and names ``what`` it expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "a non-negative integer")
 
 
 # -- preview ----------------------------------------------------------------------------------------------------
@@ -163,12 +173,44 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train / eval -----------------------------------------------------------------------------------------------
+# The detectors package depends on defectgen (detectors -> defectgen), never the reverse: defectgen must not
+# import ``detectors`` at module import time, so these thin wrappers import ``detectors.cli`` only when the
+# parser is built or the command runs.
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from detectors.cli import add_train_arguments
+
+    add_train_arguments(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from detectors.cli import run_train
+
+    return run_train(args)
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from detectors.cli import add_eval_arguments
+
+    add_eval_arguments(parser)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from detectors.cli import run_eval
+
+    return run_eval(args)
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------------
 _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "preview": ("render a PNG grid (input / defect / mask + boxes) per operator",
                 _add_preview_arguments, _run_preview),
     "generate": ("make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",
                  _add_generate_arguments, _run_generate),
+    "train": ("train an anomaly detector (CutPaste) on normal images with a defectgen pretext task",
+              _add_train_arguments, _run_train),
+    "eval": ("evaluate a trained detector on an MVTec-layout test split (image and pixel metrics)",
+             _add_eval_arguments, _run_eval),
 }
 
 

@@ -1,0 +1,306 @@
+"""The ``defectgen train`` and ``defectgen eval`` commands: train an anomaly detector, evaluate it on MVTec data.
+
+:mod:`defectgen.cli` registers the two commands and imports this module only when one of them runs, so the
+dependency goes one way (detectors -> defectgen). Here, too, the torch-heavy detector modules are imported
+inside the run functions, so building the parser (``defectgen --help``) stays fast.
+
+``train`` takes the detector kind as its first argument (``defectgen train cutpaste --data ... --out ...``);
+each kind is one entry of :data:`DETECTORS` with its own options, so new detectors plug in beside CutPaste.
+``eval`` finds the kind from the model file. Every user error raises :class:`~defectgen.cli.CliError`
+(one ``defectgen: error: ...`` line, exit code 2).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+from defectgen.cli import CliError, _non_negative_int, _positive_int
+
+NAMED_PRETEXTS = ("cutpaste", "scar", "union", "3way")
+"""The paper's pretext tasks (mirrors :data:`detectors.cutpaste.pretext.NAMED`, without importing torch)."""
+
+_LIBRARY_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError)
+
+
+class DetectorKind(NamedTuple):
+    """One trainable detector: its ``train`` options, its ``train`` run, and how ``eval`` loads its models."""
+
+    help: str
+    add_train_arguments: Callable[[argparse.ArgumentParser], None]
+    train: Callable[[argparse.Namespace], int]
+    load: Callable[[Path, Optional[int], str], Any]  # (path, image_size, device) -> detector; ValueError if not its
+    describe: Callable[[Any], Dict[str, Any]]        # detector -> the "model" entry of an eval report
+
+
+# -- shared helpers --------------------------------------------------------------------------------------------
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; a CUDA device without CUDA is a :class:`CliError`."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise CliError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise CliError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {device} asked for, but CUDA is not available here (use --device cpu)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise CliError(f"--device {device} asked for, but this machine has {torch.cuda.device_count()} "
+                           "CUDA device(s)")
+    return str(resolved)
+
+
+def _check_folder(path: Path, what: str) -> None:
+    if not path.exists():
+        raise CliError(f"{what} folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise CliError(f"{what} {str(path)!r} is not a folder")
+
+
+# the library's argument names as the user typed them, for messages such as "learning_rate must be >= 0.0"
+_FLAGS = {"learning_rate": "--lr", "image_size": "--image-size", "patch_size": "--patch-size",
+          "patch_stride": "--patch-stride", "batch_size": "--batch-size", "steps": "--steps", "seed": "--seed",
+          "stride": "--stride", "fpr_limit": "--fpr-limit"}
+
+
+def _library_error(error: BaseException) -> CliError:
+    """A library exception as a one-line :class:`CliError`, naming options by their flags."""
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.strerror}: {error.filename}"
+    text = " ".join(text.split())  # one line, whatever the library wrote
+    name = text.split(" ", 1)[0]
+    if name in _FLAGS:
+        text = _FLAGS[name] + text[len(name):]
+    return CliError(text)
+
+
+# -- train cutpaste --------------------------------------------------------------------------------------------
+def _add_cutpaste_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", type=Path, required=True,
+                        help="normal training images: an MVTec-layout folder (its train/good) or any folder of "
+                             "images, read recursively and resized to --image-size")
+    parser.add_argument("--out", metavar="MODEL.pt", type=Path, required=True, help="where the model is written")
+    parser.add_argument("--pretext", metavar="NAME", action="append", dest="pretexts",
+                        help=f"pretext task: {', '.join(NAMED_PRETEXTS)} (the paper's; default: 3way) or any "
+                             "defectgen operator name (see 'defectgen preview --help'); repeat it for a multi-class "
+                             "pretext, one class per operator (e.g. --pretext cutout --pretext scar)")
+    parser.add_argument("--steps", metavar="N", type=_non_negative_int, default=256,
+                        help="SGD steps (0: random network, density only) (default: %(default)s)")
+    parser.add_argument("--image-size", metavar="PX", type=_positive_int, default=256,
+                        help="images are resized to PX x PX (default: %(default)s)")
+    parser.add_argument("--gray", action="store_true", help="train on grayscale images (default: RGB)")
+    parser.add_argument("--level", choices=("image", "patch"), default="image",
+                        help="image: whole images, Grad-CAM maps; patch: the paper's patch-level variant "
+                             "(default: %(default)s)")
+    parser.add_argument("--patch-size", metavar="PX", type=_positive_int,
+                        help="patch side for --level patch (default: image size / 4)")
+    parser.add_argument("--patch-stride", metavar="S", type=_positive_int, default=4,
+                        help="stride of the dense patch grid for --level patch (default: %(default)s)")
+    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=32,
+                        help="normal images per step; each step trains on N x classes images (default: %(default)s)")
+    parser.add_argument("--lr", metavar="X", type=float, default=0.03,
+                        help="SGD learning rate, cosine-decayed to 0 over the steps (default: %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=_non_negative_int, default=0,
+                        help="seeds the initialisation, the batches and the defects (default: %(default)s)")
+    parser.add_argument("--weights", metavar="FILE", type=Path,
+                        help="local torchvision ResNet-18 state_dict to start from (e.g. ImageNet); default: random")
+    _add_device_argument(parser)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar with loss and accuracy on stderr (default: on when stderr is a terminal)")
+
+
+def _pretext_spec(names: Optional[List[str]]):
+    """The ``pretext=`` argument for the given ``--pretext`` names, checked against the known names."""
+    from defectgen.registry import list_ops
+
+    if not names:
+        return "3way"
+    ops = list_ops()
+    known = sorted(set(NAMED_PRETEXTS) | set(ops))
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise CliError(f"unknown pretext {name!r}; {hint}(known: {', '.join(NAMED_PRETEXTS)} or an operator: "
+                           f"{', '.join(ops)})")
+    if len(names) == 1:
+        return names[0]
+    whole = [name for name in names if name not in ops]
+    if whole:
+        raise CliError(f"pretext {whole[0]!r} is a whole task and cannot be combined with other --pretext names; "
+                       "a multi-class pretext takes operator names (e.g. --pretext cutpaste --pretext scar)")
+    return list(names)
+
+
+def _run_train_cutpaste(args: argparse.Namespace) -> int:
+    _check_folder(args.data, "--data")
+    if args.weights is not None and not args.weights.is_file():
+        raise CliError(f"--weights file {str(args.weights)!r} does not exist")
+    if args.out.is_dir():
+        raise CliError(f"--out {str(args.out)!r} is a folder; give the model file's path (e.g. model.pt)")
+    if args.patch_size is not None and args.level != "patch":
+        raise CliError("--patch-size only applies to --level patch")
+    pretext = _pretext_spec(args.pretexts)
+    device = resolve_device(args.device)
+
+    from .cutpaste import CutPasteDetector
+
+    try:
+        detector = CutPasteDetector(
+            pretext=pretext, image_size=args.image_size, channels=1 if args.gray else 3, level=args.level,
+            patch_size=args.patch_size, patch_stride=args.patch_stride, weights=args.weights,
+            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+        start = time.perf_counter()
+        detector.fit(args.data, steps=args.steps, device=device, progress=args.progress)
+        seconds = time.perf_counter() - start
+    except _LIBRARY_ERRORS as error:
+        raise _library_error(error) from error
+    try:
+        detector.save(args.out)
+    except OSError as error:
+        raise _library_error(error) from error
+    print(_train_summary(detector, args, device, seconds))
+    return 0
+
+
+def _train_summary(detector, args: argparse.Namespace, device: str, seconds: float) -> str:
+    last = detector.history[-10:]
+    what = (f"Trained CutPaste ({detector.pretext_record['name']} pretext, {detector.level} level, "
+            f"{detector.image_size} px {'gray' if detector.channels == 1 else 'RGB'}) on {args.data} "
+            f"for {detector.steps_trained} step{'' if detector.steps_trained == 1 else 's'} on {device} "
+            f"in {seconds:.1f} s")
+    if last:
+        loss = sum(r["loss"] for r in last) / len(last)
+        accuracy = sum(r["accuracy"] for r in last) / len(last)
+        what += f": final loss {loss:.4f}, accuracy {accuracy:.3f} (mean of the last {len(last)} steps)"
+    else:
+        what += " (no training steps: random network, density only)"
+    return f"{what}. Model saved to {args.out}."
+
+
+def _load_cutpaste(path: Path, image_size: Optional[int], device: str):
+    from .cutpaste import CutPasteDetector
+
+    return CutPasteDetector.load(path, image_size=image_size, device=device)
+
+
+def _describe_cutpaste(detector) -> Dict[str, Any]:
+    return {"detector": "cutpaste", "pretext": detector.pretext_record["name"], "config": detector.config(),
+            "steps_trained": detector.steps_trained}
+
+
+DETECTORS: Dict[str, DetectorKind] = {
+    "cutpaste": DetectorKind("CutPaste self-supervised detector (Li et al. 2021) on a defectgen pretext task",
+                             _add_cutpaste_arguments, _run_train_cutpaste, _load_cutpaste, _describe_cutpaste),
+}
+"""The detectors ``train`` can make and ``eval`` can read; a new one is one more entry."""
+
+
+# -- train -----------------------------------------------------------------------------------------------------
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="detector", metavar="DETECTOR", required=True,
+                                  help=f"the detector to train: {', '.join(DETECTORS)}")
+    for name, kind in DETECTORS.items():
+        sub = kinds.add_parser(name, help=kind.help, description=kind.help)
+        kind.add_train_arguments(sub)
+        sub.set_defaults(train=kind.train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    return args.train(args)
+
+
+# -- eval ------------------------------------------------------------------------------------------------------
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="MODEL.pt", type=Path, required=True,
+                        help=f"a model written by 'defectgen train' ({', '.join(DETECTORS)})")
+    parser.add_argument("--data", metavar="DIR", type=Path, required=True,
+                        help="MVTec-layout folder with test/<type>/ and ground_truth/<type>/")
+    parser.add_argument("--out", metavar="PREFIX", type=Path,
+                        help="report files PREFIX.json and PREFIX.md (default: the model path without its suffix "
+                             "+ '_eval', e.g. bottle.pt -> bottle_eval.json)")
+    parser.add_argument("--defect", metavar="TYPE", action="append", dest="defects",
+                        help="defect type (folder under test/) to evaluate, repeatable (default: all); the good "
+                             "test images are always used")
+    parser.add_argument("--no-pixel", action="store_true",
+                        help="image metrics only: no anomaly maps, no pixel AUROC / AUPRO (faster)")
+    parser.add_argument("--stride", metavar="S", type=_positive_int,
+                        help="patch-grid stride of a patch-level model's maps and scores (default: the model's)")
+    parser.add_argument("--image-size", metavar="PX", type=_positive_int,
+                        help="the image size to evaluate at; must be the model's (a check; default: the model's)")
+    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=16,
+                        help="test images per scoring call (default: %(default)s)")
+    parser.add_argument("--fpr-limit", metavar="F", type=float, default=0.3,
+                        help="false-positive-rate limit of AUPRO, in (0, 1] (default: %(default)s)")
+    _add_device_argument(parser)
+
+
+def _load_model(path: Path, image_size: Optional[int], device: str):
+    """The detector in ``path`` and its kind, trying each kind's loader; a :class:`CliError` if none reads it."""
+    if not path.exists():
+        raise CliError(f"model file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CliError(f"--model {str(path)!r} is not a file")
+    for name, kind in DETECTORS.items():
+        try:
+            return name, kind.load(path, image_size, device)
+        except _LIBRARY_ERRORS as error:
+            # a loader says "... is not a <kind> model file" for another format: try the next kind; any other
+            # error (e.g. a model made for another image size) is about this very model
+            if "is not a" not in str(error):
+                raise _library_error(error) from error
+    raise CliError(f"{str(path)!r} is not a model file written by 'defectgen train' ({', '.join(DETECTORS)})")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    _check_folder(args.data, "--data")
+    if not (args.data / "test").is_dir():
+        raise CliError(f"--data {str(args.data)!r} has no test/ folder; eval needs an MVTec-layout folder with "
+                       "test/<type>/*.png and ground_truth/<type>/<stem>_mask.png")
+    device = resolve_device(args.device)
+    kind, detector = _load_model(args.model, args.image_size, device)
+    map_kwargs = {}
+    if args.stride is not None:
+        if getattr(detector, "level", None) != "patch":
+            raise CliError("--stride only applies to patch-level models (trained with --level patch)")
+        map_kwargs["stride"] = args.stride
+
+    from .evaluation import evaluate_detector, write_report
+    from .metrics import format_markdown
+
+    try:
+        report = evaluate_detector(detector, args.data, defects=args.defects, pixel=not args.no_pixel,
+                                   batch_size=args.batch_size, fpr_limit=args.fpr_limit, **map_kwargs)
+    except _LIBRARY_ERRORS as error:
+        raise _library_error(error) from error
+    report["model"] = {"path": str(args.model), **DETECTORS[kind].describe(detector)}
+    if getattr(detector, "level", None) == "patch":  # the grid the scores and maps were made on
+        report["stride"] = args.stride if args.stride is not None else detector.patch_stride
+    title = f"{kind} ({report['model'].get('pretext', '?')}) on {args.data.resolve().name}"
+    prefix = args.out if args.out is not None else args.model.with_name(args.model.stem + "_eval")
+    try:
+        paths = write_report(report, prefix, title=title)
+    except OSError as error:
+        raise _library_error(error) from error
+    sys.stdout.write(format_markdown(report, title=title))
+    sys.stdout.flush()
+    print(f"report written to {paths['json']} and {paths['markdown']}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["DETECTORS", "DetectorKind", "add_train_arguments", "run_train", "add_eval_arguments", "run_eval",
+           "resolve_device"]
