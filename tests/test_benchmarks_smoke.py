@@ -78,3 +78,34 @@ def test_bench_generate_runs(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "ratio generate / imwrite" in out and "img/s" in out
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
+
+
+def test_bench_cutpaste_tiny_run(capsys, tmp_path):
+    from test_io_mvtec import make_mvtec
+
+    spec = importlib.util.spec_from_file_location("bench_cutpaste", BENCH.with_name("bench_cutpaste.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = make_mvtec(tmp_path / "cat", train=4, good=2, defects={"hole": 2})
+    rows = module.main(["--data", str(root), "--pretexts", "cutout", "untrained", "--seeds", "0", "1",
+                        "--steps", "1", "--image-size", "32", "--batch-size", "2", "--json", str(tmp_path / "b.json")])
+    assert [row["pretext"] for row in rows] == ["cutout", "untrained"]
+    for row in rows:
+        assert row["runs"] == 2 and set(module.METRICS) <= set(row)
+        assert all(0 <= row[key][0] <= 1 and row[key][1] >= 0 for key in module.METRICS)
+    assert rows[1]["final_accuracy"] is None and rows[0]["final_accuracy"] is not None
+    printed = capsys.readouterr().out
+    assert "| cutout |" in printed and "| untrained |" in printed and "mean ± std over 2 seeds" in printed
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert len(saved["runs"]) == 4 and saved["budget"]["steps"] == 1
+
+
+def test_bench_cutpaste_paper_budget_is_256_epochs(tmp_path):
+    from test_io_mvtec import make_mvtec
+
+    spec = importlib.util.spec_from_file_location("bench_cutpaste", BENCH.with_name("bench_cutpaste.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = make_mvtec(tmp_path / "cat", train=40)
+    budget = module.settings(module.parse_args(["--data", str(root), "--budget", "paper", "--device", "cpu"]))
+    assert budget["steps"] == 320 and budget["image_size"] == 256 and budget["seeds"] == [0, 1, 2, 3, 4]
