@@ -183,3 +183,11 @@ def test_help_lists_train_and_eval():
     assert code == 0 and "train" in out and "eval" in out
     code, out, _ = run(["train", "cutpaste", "--help"])
     assert code == 0 and "--pretext" in out and "--no-progress" in out
+
+
+def test_cli_pretext_names_are_the_library_ones():
+    """detectors.cli keeps its own copy of the names (to stay torch-free at parse time): it must not drift."""
+    from detectors.cli import NAMED_PRETEXTS
+    from detectors.cutpaste.pretext import NAMED
+
+    assert tuple(NAMED_PRETEXTS) == tuple(NAMED)

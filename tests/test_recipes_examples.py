@@ -68,3 +68,12 @@ def test_every_named_operator_is_in_the_readme_gallery():
         assert f"(docs/previews/{name}.png)" in readme and f"(docs/previews/bottle/{name}.png)" in readme
         assert (ROOT / "docs" / "previews" / f"{name}.png").is_file()
         assert (ROOT / "docs" / "previews" / "bottle" / f"{name}.png").is_file()
+
+
+def test_anomaly_maps_example_runs(tmp_path):
+    from test_io_mvtec import make_mvtec
+
+    root = make_mvtec(tmp_path / "cat", train=4)
+    scores = _load("anomaly_maps").main(["--data", str(root), "--steps", "1", "--image-size", "32",
+                                         "--per-type", "1", "--device", "cpu", "--out", str(tmp_path / "m.png")])
+    assert (tmp_path / "m.png").exists() and scores.shape == (3,)  # good, crack, hole

@@ -33,7 +33,7 @@ from ..data import ImageSource, load_normal_images
 from .density import GaussianDensity
 from .localization import gaussian_upsample, grad_cam, grid_size, patch_grid
 from .network import DEFAULT_HEAD, CutPasteNet
-from .pretext import Pretext, PretextSpec
+from .pretext import NAMED, Pretext, PretextSpec
 
 FORMAT = "defectgen.detectors.cutpaste/1"
 """Written into every saved model; :meth:`CutPasteDetector.load` refuses files without it."""
@@ -371,7 +371,7 @@ class CutPasteDetector:
 
 def _rebuild_pretext(record: Dict[str, Any]):
     """The pretext spec a saved record rebuilds to, or ``None`` when an operator had no plain config."""
-    if record["name"] in ("cutpaste", "scar", "union", "3way"):
+    if record["name"] in NAMED:
         return record["name"]
     if any(config is None for config in record["ops"]):
         return None
