@@ -58,6 +58,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, help="default: the budget's")
     parser.add_argument("--batch-size", type=int, help="normal images per step (default: the budget's)")
     parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--head-layers", type=int, nargs="+",
+                        help="MLP head widths (default: the reference code's eight 512s and a 128)")
     parser.add_argument("--level", choices=["image", "patch"], default="image")
     parser.add_argument("--patch-stride", type=int, default=None,
                         help="patch level: stride of the dense patch grid at evaluation (default: the model's, 4)")
@@ -83,7 +85,8 @@ def settings(args: argparse.Namespace) -> Dict:
 def run_one(args, budget: Dict, pretext: str, seed: int) -> Dict:
     untrained = pretext == "untrained"
     det = CutPasteDetector(pretext="3way" if untrained else pretext, image_size=budget["image_size"],
-                           level=args.level, batch_size=budget["batch_size"], learning_rate=args.lr, seed=seed)
+                           level=args.level, batch_size=budget["batch_size"], learning_rate=args.lr, seed=seed,
+                           **({"head_layers": args.head_layers} if args.head_layers else {}))
     start = time.perf_counter()
     det.fit(args.data, steps=0 if untrained else budget["steps"], device=budget["device"], progress=False)
     train_s = time.perf_counter() - start
@@ -126,6 +129,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     budget = settings(args)
     header = (f"CutPaste on {args.data.name}: budget {args.budget} -> {budget['image_size']} px, "
               f"{budget['steps']} steps x {budget['batch_size']} normal images, lr {args.lr}, level {args.level}, "
+              f"head {args.head_layers or 'default'}, "
               f"seeds {budget['seeds']}, device {budget['device']}; torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, {platform.machine()}")
     print(header, flush=True)

@@ -116,6 +116,8 @@ def _add_cutpaste_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SGD learning rate, cosine-decayed to 0 over the steps (default: %(default)s)")
     parser.add_argument("--seed", metavar="S", type=_non_negative_int, default=0,
                         help="seeds the initialisation, the batches and the defects (default: %(default)s)")
+    parser.add_argument("--head-layers", metavar="W", type=_positive_int, nargs="+",
+                        help="widths of the MLP projection head (default: the reference code's eight 512s and a 128)")
     parser.add_argument("--weights", metavar="FILE", type=Path,
                         help="local torchvision ResNet-18 state_dict to start from (e.g. ImageNet); default: random")
     _add_device_argument(parser)
@@ -163,7 +165,8 @@ def _run_train_cutpaste(args: argparse.Namespace) -> int:
         detector = CutPasteDetector(
             pretext=pretext, image_size=args.image_size, channels=1 if args.gray else 3, level=args.level,
             patch_size=args.patch_size, patch_stride=args.patch_stride, weights=args.weights,
-            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+            **({"head_layers": args.head_layers} if args.head_layers else {}))
         start = time.perf_counter()
         detector.fit(args.data, steps=args.steps, device=device, progress=args.progress)
         seconds = time.perf_counter() - start

@@ -88,7 +88,8 @@ def test_bench_cutpaste_tiny_run(capsys, tmp_path):
     spec.loader.exec_module(module)
     root = make_mvtec(tmp_path / "cat", train=4, good=2, defects={"hole": 2})
     rows = module.main(["--data", str(root), "--pretexts", "cutout", "untrained", "--seeds", "0", "1",
-                        "--steps", "1", "--image-size", "32", "--batch-size", "2", "--json", str(tmp_path / "b.json")])
+                        "--steps", "1", "--image-size", "32", "--batch-size", "2", "--head-layers", "16",
+                        "--json", str(tmp_path / "b.json")])
     assert [row["pretext"] for row in rows] == ["cutout", "untrained"]
     for row in rows:
         assert row["runs"] == 2 and set(module.METRICS) <= set(row)
@@ -97,7 +98,7 @@ def test_bench_cutpaste_tiny_run(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "| cutout |" in printed and "| untrained |" in printed and "mean ± std over 2 seeds" in printed
     saved = json.loads((tmp_path / "b.json").read_text())
-    assert len(saved["runs"]) == 4 and saved["budget"]["steps"] == 1
+    assert len(saved["runs"]) == 4 and saved["budget"]["steps"] == 1 and "head [16]" in saved["header"]
 
 
 def test_bench_cutpaste_paper_budget_is_256_epochs(tmp_path):

@@ -86,13 +86,14 @@ def test_train_plain_folder_multiclass_pretext_quiet(tmp_path):
     model = tmp_path / "m.pt"
     code, out, err = run(["train", "cutpaste", "--data", folder, "--out", model, "--pretext", "cutout",
                           "--pretext", "scar", "--gray", "--no-progress", "--lr", "0.01", "--seed", "3",
-                          "--image-size", SIZE, "--steps", "1", "--batch-size", "2", "--device", "cpu"])
+                          "--image-size", SIZE, "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                          "--head-layers", "24", "16"])
     assert code == 0, err
     assert err == ""  # --no-progress: nothing on stderr
     assert "cutout+scar" in out and "1 step " in out and "gray" in out
     state = torch.load(model, map_location="cpu", weights_only=True)
     assert state["num_classes"] == 3 and state["config"]["channels"] == 1 and state["config"]["seed"] == 3
-    assert state["config"]["learning_rate"] == 0.01
+    assert state["config"]["learning_rate"] == 0.01 and state["config"]["head_layers"] == [24, 16]
 
 
 def test_eval_default_prefix_json_markdown_and_stdout(trained):
