@@ -32,7 +32,7 @@ class DetectorKind(NamedTuple):
     help: str
     add_train_arguments: Callable[[argparse.ArgumentParser], None]
     train: Callable[[argparse.Namespace], int]
-    load: Callable[[Path, Optional[int], str], Any]  # (path, image_size, device) -> detector; ValueError if not its
+    load: Callable[[Path, Optional[int], str], Any]  # (path, image_size, device) -> detector; NotAModelFile if not its
     describe: Callable[[Any], Dict[str, Any]]        # detector -> the "model" entry of an eval report
 
 
@@ -258,14 +258,15 @@ def _load_model(path: Path, image_size: Optional[int], device: str):
         raise CliError(f"model file {str(path)!r} does not exist")
     if not path.is_file():
         raise CliError(f"--model {str(path)!r} is not a file")
+    from .errors import NotAModelFile
+
     for name, kind in DETECTORS.items():
         try:
             return name, kind.load(path, image_size, device)
-        except _LIBRARY_ERRORS as error:
-            # a loader says "... is not a <kind> model file" for another format: try the next kind; any other
-            # error (e.g. a model made for another image size) is about this very model
-            if "is not a" not in str(error):
-                raise _library_error(error) from error
+        except NotAModelFile:
+            continue  # another kind's file: try the next loader
+        except _LIBRARY_ERRORS as error:  # this kind's model, but unusable (e.g. made for another image size)
+            raise _library_error(error) from error
     raise CliError(f"{str(path)!r} is not a model file written by 'defectgen train' ({', '.join(DETECTORS)})")
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from defectgen import Cutout, CutPaste
-from detectors.cutpaste import CutPasteDetector, CutPasteNet, GaussianDensity, Pretext, ledoit_wolf
+from detectors.cutpaste import CutPasteDetector, CutPasteNet, GaussianDensity, NotAModelFile, Pretext, ledoit_wolf
 from detectors.cutpaste.localization import gaussian_upsample, grad_cam, grid_size, patch_grid
 
 SMALL = dict(image_size=32, head_layers=(32,), batch_size=4)
@@ -297,10 +297,10 @@ def test_load_errors(fitted, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         CutPasteDetector.load(tmp_path / "missing.pt")
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(ValueError, match="not a defectgen CutPaste model"):
+    with pytest.raises(NotAModelFile, match="not a defectgen CutPaste model"):
         CutPasteDetector.load(tmp_path / "text.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a defectgen CutPaste model"):
+    with pytest.raises(NotAModelFile, match="not a defectgen CutPaste model"):
         CutPasteDetector.load(tmp_path / "other.pt")
     path = fitted.save(tmp_path / "model.pt")
     with pytest.raises(ValueError, match="made for 32 px images, not 64 px"):

@@ -30,6 +30,7 @@ from defectgen.generation.progress import Progress
 from defectgen.io.atomic import write_bytes_atomic
 
 from ..data import ImageSource, load_normal_images
+from ..errors import NotAModelFile
 from .density import GaussianDensity
 from .localization import gaussian_upsample, grad_cam, grid_size, patch_grid
 from .network import DEFAULT_HEAD, CutPasteNet
@@ -39,6 +40,7 @@ FORMAT = "defectgen.detectors.cutpaste/1"
 """Written into every saved model; :meth:`CutPasteDetector.load` refuses files without it."""
 
 LEVELS = ("image", "patch")
+
 _EVAL_CHUNK = 64      # images per forward pass when embedding / scoring
 _PATCH_CHUNK = 512    # patches per forward pass in the patch-level variant
 
@@ -326,8 +328,9 @@ class CutPasteDetector:
             device: where to put the network.
 
         Raises:
-            ValueError: the file does not exist, is not a defectgen CutPaste model, or was made for another
-                image size than ``image_size``.
+            NotAModelFile: (a ``ValueError``) the file is not a defectgen CutPaste model.
+            ValueError: the file does not exist, or the model was made for another image size than
+                ``image_size``.
         """
         path = Path(path)
         if not path.is_file():
@@ -335,11 +338,11 @@ class CutPasteDetector:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickle, zip and torch errors all mean "not a model we wrote"
-            raise ValueError(f"{str(path)!r} is not a defectgen CutPaste model file ({type(error).__name__}: "
+            raise NotAModelFile(f"{str(path)!r} is not a defectgen CutPaste model file ({type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{str(path)!r} is not a defectgen CutPaste model file (format {found!r}, "
+            raise NotAModelFile(f"{str(path)!r} is not a defectgen CutPaste model file (format {found!r}, "
                              f"expected {FORMAT!r})")
         config = dict(state["config"])
         if image_size is not None and int(image_size) != config["image_size"]:
@@ -382,4 +385,4 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
-__all__ = ["CutPasteDetector", "FORMAT", "LEVELS"]
+__all__ = ["CutPasteDetector", "FORMAT", "LEVELS", "NotAModelFile"]
