@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from defectgen._checks import resolve_device  # noqa: E402
 from defectgen.io import read_mvtec  # noqa: E402
 from detectors.cutpaste import CutPasteDetector  # noqa: E402
 from detectors.evaluation import evaluate_detector  # noqa: E402
@@ -78,7 +79,7 @@ def settings(args: argparse.Namespace) -> Dict:
     if budget["steps"] is None:  # the paper's 256 epochs, in steps of batch_size normal images
         train = len(read_mvtec(args.data, require_train=True).train)
         budget["steps"] = math.ceil(PAPER_EPOCHS * train / budget["batch_size"])
-    budget["device"] = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    budget["device"] = str(resolve_device(args.device))
     return budget
 
 

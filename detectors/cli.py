@@ -43,24 +43,13 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; a CUDA device without CUDA is a :class:`CliError`."""
-    import torch
+    """``--device`` as a device string (``"auto"`` picks CUDA when present); a :class:`CliError` if unusable."""
+    from defectgen._checks import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise CliError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise CliError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CliError(f"--device {device} asked for, but CUDA is not available here (use --device cpu)")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise CliError(f"--device {device} asked for, but this machine has {torch.cuda.device_count()} "
-                           "CUDA device(s)")
-    return str(resolved)
+        return str(resolve(device))
+    except ValueError as error:
+        raise CliError(f"--device: {error}") from None
 
 
 def _check_folder(path: Path, what: str) -> None:

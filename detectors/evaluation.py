@@ -1,6 +1,7 @@
 """Evaluating a detector on an MVTec-layout test split: scores, maps, metrics, and the report files.
 
-Works for any detector with ``image_size``, ``channels``, ``score(images)`` and ``anomaly_map(images)``.
+Works for any detector with ``image_size``, ``channels``, ``score(images)`` and ``predict(images)`` (scores
+and anomaly maps from one pass).
 Pixel metrics are computed at the detector's image size (the masks are resized to it by nearest neighbour);
 the report records that size.
 """
@@ -30,7 +31,7 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
         defects: defect types to evaluate (default: all); the ``good`` test images are always used.
         pixel: also compute anomaly maps and the pixel metrics (pixel AUROC, AUPRO, pixel AP).
         batch_size: images per scoring call.
-        map_kwargs: passed to ``detector.anomaly_map`` (e.g. ``stride=`` for a patch-level CutPaste model).
+        map_kwargs: passed to ``detector.predict`` / ``score`` (e.g. ``stride=`` for a patch-level CutPaste model).
 
     Returns the metrics dict plus ``"data"`` (the folder), ``"pixel_size"`` and ``"seconds"`` (scoring time).
     """
@@ -38,9 +39,12 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
     start = time.perf_counter()
     scores, maps = [], []
     for chunk in test.images.split(batch_size):
-        scores.append(detector.score(chunk, **map_kwargs) if map_kwargs else detector.score(chunk))
-        if pixel:
-            maps.append(detector.anomaly_map(chunk, **map_kwargs))
+        if pixel:  # scores and maps from one pass (they share the forward pass / the patch scores)
+            chunk_scores, chunk_maps = detector.predict(chunk, **map_kwargs)
+            maps.append(chunk_maps)
+        else:
+            chunk_scores = detector.score(chunk, **map_kwargs)
+        scores.append(chunk_scores)
     seconds = time.perf_counter() - start
     report = metrics.evaluate(torch.cat(scores), test.labels > 0,
                               torch.cat(maps) if pixel else None, test.masks if pixel else None,

@@ -51,7 +51,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--level", choices=["image", "patch"], default="image")
     parser.add_argument("--per-type", type=int, default=2, help="test images shown per type")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("maps.png"))
     args = parser.parse_args(argv)
 
@@ -60,7 +60,7 @@ def main(argv=None):
     test = load_test_set(args.data, args.image_size, det.channels)
     index = pick(test.defects, args.per_type)
     images, masks = test.images[index], test.masks[index]
-    scores, maps = det.score(images), det.anomaly_map(images)
+    scores, maps = det.predict(images)
     for i, score in zip(index, scores.tolist()):
         print(f"{test.defects[i]:>16}: score {score:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -153,8 +153,9 @@ def test_gaussian_upsample_against_a_direct_weighted_average():
 def test_grad_cam_of_a_known_score():
     # features = the input itself; score = sum of channel 0, so Grad-CAM weighs channel 0 by 1, the others by 0
     features = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
-    cam = grad_cam(lambda x: x, lambda f: f[:, 0].sum((1, 2)), features)
+    cam, scores = grad_cam(lambda x: x, lambda f: f[:, 0].sum((1, 2)), features)
     torch.testing.assert_close(cam, features[:, :1].clamp_min(0))
+    torch.testing.assert_close(scores, features[:, 0].sum((1, 2)))
 
 
 # -- pretexts --------------------------------------------------------------------------------------------------------
@@ -276,6 +277,15 @@ def test_patch_level_localises_planted_defects():
     assert auroc(det.anomaly_map(test).flatten(), masks.flatten()) > 0.95  # transposed maps give 0.88
 
 
+@pytest.mark.parametrize("level", ["image", "patch"])
+def test_predict_is_score_and_anomaly_map_in_one_pass(small_train, level):
+    kwargs = dict(patch_size=16, patch_stride=4, fit_patches_per_image=5) if level == "patch" else {}
+    det = CutPasteDetector(level=level, seed=0, **SMALL, **kwargs).fit(small_train, steps=1)
+    scores, maps = det.predict(small_train[:3])
+    torch.testing.assert_close(scores, det.score(small_train[:3]))
+    assert torch.equal(maps, det.anomaly_map(small_train[:3]))
+
+
 def test_save_and_load_give_identical_scores(fitted, small_train, tmp_path):
     path = fitted.save(tmp_path / "model.pt")
     loaded = CutPasteDetector.load(path)
@@ -323,6 +333,9 @@ def test_input_errors(fitted, small_train):
         CutPasteDetector(**SMALL).save("never.pt")
     with pytest.raises(ValueError, match="at least 2"):
         CutPasteDetector(**SMALL).fit(small_train[:1], steps=0)
+    with pytest.raises(ValueError, match="device must be"):
+        CutPasteDetector(**SMALL).fit(small_train, steps=0, device="tpu")
+    assert CutPasteDetector(**SMALL).to("auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="level must be"):
         CutPasteDetector(level="pixel")
     with pytest.raises(ValueError, match="patch_scores needs"):

@@ -100,3 +100,16 @@ def test_bad_replay_params():
         op(images, params=params, seed=1)
     with pytest.raises(ValueError, match="does not match this operator"):
         Scar()(images, params=params)
+
+
+def test_resolve_device_spellings_and_errors():
+    from defectgen._checks import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for bad in ("tpu", "gpu", "meta"):
+        with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")

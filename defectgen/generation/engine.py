@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._checks import check_channels, check_int, check_number
+from .._checks import check_channels, check_int, check_number, resolve_device
 from .._rng import index_seed
 from ..export.coco import SEGMENTATIONS, coco_annotation, coco_dataset, instance_masks
 from ..export.layout import FORMATS, OutputLayout
@@ -368,7 +368,7 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
     if segmentation not in SEGMENTATIONS:
         raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {segmentation!r}")
     shard = _check_shard(shard)
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     input_dir, output_dir = Path(input), Path(output)
     _check_folders(input_dir, output_dir)
 
@@ -466,7 +466,7 @@ def regenerate(output: PathLike, index: int, input: Optional[PathLike] = None,
                         settings["channels"], settings["seed"], settings["val_fraction"])
     if sources.fingerprint() != settings["input"]["fingerprint"]:
         raise ValueError("the input folder's files differ from the ones the job was made from")
-    job = _Job(op, names, sources, layout, settings, _resolve_device(saved["device"]))
+    job = _Job(op, names, sources, layout, settings, resolve_device(saved["device"]))
     index = check_int(index, "index", 0)
     if index >= job.count:
         raise ValueError(f"index must be below the job's count {job.count}, got {index}")
@@ -513,18 +513,6 @@ def _shard_units(units: List[Tuple[str, int]], shard: Tuple[int, int]) -> List[L
         same = [u for u in units if u[0] == kind]
         parts.append(same[k * len(same) // n:(k + 1) * len(same) // n])
     return parts
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-    return resolved
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:

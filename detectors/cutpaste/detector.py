@@ -20,12 +20,12 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from defectgen._checks import check_channels, check_int, check_number
+from defectgen._checks import check_channels, check_int, check_number, resolve_device
 from defectgen.generation.progress import Progress
 from defectgen.io.atomic import write_bytes_atomic
 
@@ -114,7 +114,8 @@ class CutPasteDetector:
         return next(self.network.parameters()).device
 
     def to(self, device: Union[str, torch.device]) -> "CutPasteDetector":
-        """Move the network and the density to ``device``."""
+        """Move the network and the density to ``device`` (``"auto"``: CUDA when available)."""
+        device = resolve_device(device)
         self.network.to(device)
         self.density.to(device)
         return self
@@ -143,7 +144,7 @@ class CutPasteDetector:
                 ``image_size``), or a ``(N, C, image_size, image_size)`` tensor (uint8, or float in [0, 1]).
             steps: SGD steps; ``0`` keeps the current (e.g. random) weights and only fits the density, the
                 "untrained network" control. Training continues from the current weights.
-            device: where to train (``"cuda"``, ``"cpu"``...); default: where the network is.
+            device: where to train (``"auto"``, ``"cuda"``, ``"cpu"``...); default: where the network is.
             progress: show a progress bar with loss and accuracy on stderr (default: when it is a terminal).
             callback: called after every step with ``{"step", "loss", "accuracy", "lr"}``.
         """
@@ -200,9 +201,13 @@ class CutPasteDetector:
         index = torch.randint(len(images), (self.batch_size,), generator=generator)
         chosen = images[index.to(images.device)]
         if self.level == "patch":
-            p = self.patch_size
-            corners = torch.randint(self.image_size - p + 1, (self.batch_size, 2), generator=generator).tolist()
-            chosen = torch.stack([img[:, y:y + p, x:x + p] for img, (y, x) in zip(chosen, corners)])
+            # one gather for the whole batch: row and column indices of each sample's crop
+            corners = torch.randint(self.image_size - self.patch_size + 1, (self.batch_size, 2), generator=generator)
+            offsets = torch.arange(self.patch_size)
+            rows, cols = (corners[:, :1] + offsets).to(chosen.device), (corners[:, 1:] + offsets).to(chosen.device)
+            batch = torch.arange(len(chosen), device=chosen.device)[:, None, None, None]
+            channel = torch.arange(chosen.shape[1], device=chosen.device)[None, :, None, None]
+            chosen = chosen[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
         return _to_float(chosen)
 
     @torch.no_grad()
@@ -215,10 +220,12 @@ class CutPasteDetector:
             g = grid_size(self.image_size, self.patch_size, self.patch_stride)
             take = min(self.fit_patches_per_image, g * g)
             embeddings = []
-            for image in images:
-                crops = patch_grid(_to_float(image[None]), self.patch_size, self.patch_stride)
-                chosen = crops[torch.randperm(g * g, generator=generator)[:take].to(crops.device)]
-                embeddings += [self.network.embed(chunk) for chunk in chosen.split(_PATCH_CHUNK)]
+            # enough images per chunk to fill one forward pass with their chosen patches
+            for chunk in images.split(max(1, _PATCH_CHUNK // take)):
+                crops = patch_grid(_to_float(chunk), self.patch_size, self.patch_stride)
+                chosen = torch.cat([torch.randperm(g * g, generator=generator)[:take] + i * g * g
+                                    for i in range(len(chunk))])
+                embeddings.append(self.network.embed(crops[chosen.to(crops.device)]))
             embeddings = torch.cat(embeddings)
         self.density = GaussianDensity().fit(embeddings)
 
@@ -291,17 +298,27 @@ class CutPasteDetector:
         Image level: Grad-CAM of the anomaly score on the last conv block. Patch level: the patch scores,
         upsampled with Gaussian weights (``stride`` overrides ``patch_stride`` for this call).
         """
+        return self.predict(images, stride)[1]
+
+    def predict(self, images: torch.Tensor, stride: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(scores, maps)``, as :meth:`score` and :meth:`anomaly_map` give them, from one pass: the patch
+        scores (patch level) or the forward pass Grad-CAM differentiates (image level) are computed once."""
         if self.level == "patch":
             stride = self._stride(stride)
-            return gaussian_upsample(self.patch_scores(images, stride), self.patch_size, stride)
+            patches = self.patch_scores(images, stride)
+            return patches.flatten(1).amax(1), gaussian_upsample(patches, self.patch_size, stride)
         x = self._prepare(images)
         self.network.eval()
 
         def score_fn(features: torch.Tensor) -> torch.Tensor:
             return self.density.score(self.network.pool(features))
 
-        maps = [grad_cam(self.network.feature_map, score_fn, chunk) for chunk in x.split(_EVAL_CHUNK)]
-        return torch.cat(maps).to(images.device)
+        scores, maps = [], []
+        for chunk in x.split(_EVAL_CHUNK):
+            cam, chunk_scores = grad_cam(self.network.feature_map, score_fn, chunk)
+            maps.append(cam)
+            scores.append(chunk_scores)
+        return torch.cat(scores).to(images.device), torch.cat(maps).to(images.device)
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def save(self, path: Union[str, Path]) -> Path:
@@ -351,9 +368,8 @@ class CutPasteDetector:
         record = state["pretext"]
         pretext = _rebuild_pretext(record)
         det = cls.__new__(cls)
-        for key in ("image_size", "channels", "level", "patch_size", "patch_stride", "head_layers", "weights",
-                    "batch_size", "learning_rate", "momentum", "weight_decay", "fit_patches_per_image", "seed"):
-            setattr(det, key, config[key])
+        for key, value in config.items():  # config() names the attributes the constructor sets
+            setattr(det, key, value)
         det.pretext = None
         if pretext is not None:
             try:

@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,9 +56,10 @@ def gaussian_upsample(scores: torch.Tensor, patch: int, stride: int, sigma: floa
     return weighted / weights
 
 
-def grad_cam(feature_map_fn: Callable[[torch.Tensor], torch.Tensor],
-             score_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM maps ``(B, 1, H, W)`` of ``score_fn(feature_map_fn(images))`` (one score per image).
+def grad_cam(feature_map_fn: Callable[[torch.Tensor], torch.Tensor], score_fn: Callable[[torch.Tensor], torch.Tensor],
+             images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM maps ``(B, 1, H, W)`` of ``score_fn(feature_map_fn(images))`` (one score per image), and the
+    scores ``(B,)`` themselves (detached), which the forward pass computes anyway.
 
     Each image's score depends only on its own features (the network must be in eval mode), so the gradient
     of the summed scores gives every image its own gradient in one backward pass.
@@ -69,4 +70,4 @@ def grad_cam(feature_map_fn: Callable[[torch.Tensor], torch.Tensor],
         (grads,) = torch.autograd.grad(scores.sum(), features)
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * features.detach()).sum(1, keepdim=True))
-    return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False), scores.detach()
