@@ -35,6 +35,20 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: one unwrapped line, computed only when asked (argparse's own wraps it to the terminal)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        from .environment import describe
+
+        print(f"defectgen {__version__}; {describe()}")
+        parser.exit()
+
+
 def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
     """An argparse ``type=`` that parses an integer >= ``minimum`` and names ``what`` it expected."""
 
@@ -151,8 +165,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     import cv2
 
     # unreadable inputs are reported by defectgen (warning + end-of-run list); OpenCV's own log lines about
-    # them would only repeat that in another format
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # them would only repeat that in another format. Some OpenCV builds (4.10 from PyPI) have no
+    # cv2.utils.logging; they do not log unreadable files either.
+    opencv_log = getattr(cv2.utils, "logging", None)
+    if opencv_log is not None:
+        opencv_log.setLogLevel(opencv_log.LOG_LEVEL_SILENT)
     try:
         shard = None if args.shard is None else parse_shard(args.shard)
         with warnings.catch_warnings():
@@ -217,6 +234,8 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per entry of :data:`_COMMANDS`."""
     parser = _Parser(prog="defectgen", description="Batched synthetic defects for industrial visual inspection.")
+    parser.add_argument("--version", action=_VersionAction, help="print the versions of defectgen and the "
+                        "libraries it runs with (for bug reports), then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in _COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

@@ -14,6 +14,16 @@ def make_images(batch=4, channels=3, height=48, width=64, dtype=torch.float32, d
     return x.to(device)
 
 
+def pytest_sessionstart(session):
+    """Print the library versions first, even with -q: a learned result or a float detail that fails on a fresh
+    machine is traced to a release with this line (CI's log has it too)."""
+    from defectgen.environment import describe
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"versions: {describe()}")
+
+
 def pytest_collection_modifyitems(config, items):
     if CUDA:
         return

@@ -110,3 +110,34 @@ def test_bench_cutpaste_paper_budget_is_256_epochs(tmp_path):
     root = make_mvtec(tmp_path / "cat", train=40)
     budget = module.settings(module.parse_args(["--data", str(root), "--budget", "paper", "--device", "cpu"]))
     assert budget["steps"] == 320 and budget["image_size"] == 256 and budget["seeds"] == [0, 1, 2, 3, 4]
+
+
+def _learned_margins():
+    spec = importlib.util.spec_from_file_location("learned_margins", BENCH.with_name("learned_margins.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learned_margins_tiny_run(capsys, tmp_path):
+    module = _learned_margins()
+    assert module.main(["--tests", "cutpaste_patch_level", "--seeds", "0", "--breakage-seeds", "0",
+                        "--json", str(tmp_path / "m.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| pixel_auroc | > 0.93 |" in printed and "breakage transposed_maps: seed 0: misses pixel_auroc" in printed
+    assert printed.strip().endswith("every breakage misses one")
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert set(saved["tests"]["cutpaste_patch_level"]["runs"]["0"]) == {"image_auroc", "pixel_auroc"}
+
+
+def test_learned_margins_reports_a_missed_limit_and_a_breakage_without_teeth(capsys, monkeypatch):
+    module = _learned_margins()
+
+    def measure(seed, breakage=None):  # a "learned" value that ignores the breakage, and misses on seed 1
+        return {"auroc": 0.5 if seed == 1 else 0.99}
+
+    monkeypatch.setattr(module, "learned_tests", lambda: {"fake": (measure, {"auroc": (">", 0.9)}, ("negated",))})
+    assert module.main(["--seeds", "0", "1", "--breakage-seeds", "0"]) == 1
+    printed = capsys.readouterr().out
+    assert "fake seed 1: auroc = 0.5000" in printed
+    assert "fake: breakage negated passes every limit on seed 0" in printed

@@ -206,25 +206,84 @@ def test_network_loads_a_local_resnet18_state_dict(tmp_path):
         CutPasteNet(3, weights=tmp_path / "other.pth")
 
 
-# -- end to end ------------------------------------------------------------------------------------------------------
-def test_detects_planted_defects_end_to_end():
-    """The acceptance test: train on a tiny normal set, score planted defects, image AUROC > 0.9."""
-    g = torch.Generator().manual_seed(0)
+# -- learned results ---------------------------------------------------------------------------------------------
+# A test that asserts what training learned must pass on every torch release a fresh machine may install and on
+# any seed, and must fail for a broken detector. So each one measures through ``measure_*(seed, breakage)`` and
+# compares against its ``*_LIMITS``; ``benchmarks/learned_margins.py`` runs the same measurements over many
+# seeds and over every breakage, and prints the spread next to the limits.
+#
+# Limits are (comparison, threshold). Beside each: the spread over seeds 0-9, 1 and 2 threads, on torch 2.9.1
+# (kornia 0.7.4, OpenCV 4.10, numpy 1.26), 2.14.1 and 2.15.0 (kornia 0.9, OpenCV 5.0, numpy 2.4), and what
+# the breakage it is meant to catch gives (seeds 0-2).
+
+def check_limits(measured, limits):
+    """The limits ``measured`` misses, as readable strings (empty when it meets all of them)."""
+    missed = []
+    for name, (op, threshold) in limits.items():
+        value = measured[name]
+        ok = value is not None and math.isfinite(value) and (value > threshold if op == ">" else value < threshold)
+        if not ok:
+            missed.append(f"{name} = {value:.4g} (wanted {op} {threshold})" if value is not None else f"{name} missing")
+    return missed
+
+
+class _ShuffledLabels:
+    """A broken pretext: the batch is right but the labels are shuffled, so there is nothing to learn."""
+
+    def __init__(self, pretext):
+        self.pretext = pretext
+
+    def make_batch(self, normals, generator):
+        images, labels = self.pretext.make_batch(normals, generator)
+        return images, labels[torch.randperm(len(labels), generator=generator)]
+
+
+END_TO_END_LIMITS = {
+    "loss_ratio": ("<", 0.6),     # last 5 steps' mean loss / first 5's: 0.09-0.26; shuffled labels 0.92-0.99
+    "accuracy": (">", 0.75),      # pretext accuracy, last 10 steps (chance 0.5): 0.93-0.98; shuffled 0.48-0.53
+    "image_auroc": (">", 0.9),    # planted defects vs normal test images: 1.0; negated scores 0.0
+}
+END_TO_END_BREAKAGES = ("shuffled_labels", "negated_scores")
+
+
+def measure_end_to_end(seed=0, breakage=None):
+    """Train on 48 normal stripe images (64 px) for 30 steps, score 12 normal and 12 planted test images.
+
+    The pretext is Cutout, which a network learns within a CPU test budget, so the pretext accuracy sits far
+    above chance; the paper's 3-way task needs hundreds of steps to do so (benchmarks/bench_cutpaste.py). Each
+    step's accuracy is measured on a fresh draw of defects, before the step's update.
+    """
+    g = torch.Generator().manual_seed(seed)
     train = stripes(48, 64, g)
-    test, masks, labels = planted(12, 12, 64, g)
-    det = CutPasteDetector(pretext="3way", image_size=64, head_layers=(128,), batch_size=16, seed=0)
-    det.fit(train, steps=40, progress=False)
-    assert len(det.history) == 40 and det.steps_trained == 40
-    first = np.mean([h["loss"] for h in det.history[:5]])
-    last = np.mean([h["loss"] for h in det.history[-5:]])
-    assert last < first < 2  # the pretext is being learned
-    assert np.mean([h["accuracy"] for h in det.history[-10:]]) > 0.4  # above 3-way chance (1/3)
-    scores = det.score(test)
+    test, masks, labels = planted(12, 12, 64, g, side=24)
+    det = CutPasteDetector(pretext=Cutout(), image_size=64, head_layers=(128,), batch_size=16, seed=seed)
+    if breakage == "shuffled_labels":
+        det.pretext = _ShuffledLabels(det.pretext)
+    det.fit(train, steps=30, progress=False)
+    scores, maps = det.predict(test)
+    if breakage == "negated_scores":
+        scores = -scores
+    losses = [h["loss"] for h in det.history]
+    bad = labels == 1
+    return {"loss_ratio": float(np.mean(losses[-5:]) / np.mean(losses[:5])),
+            "accuracy": float(np.mean([h["accuracy"] for h in det.history[-10:]])),
+            "image_auroc": auroc(scores, labels),
+            # reported by learned_margins.py, not asserted (see the test)
+            "gradcam_pixel_auroc": auroc(maps[bad].flatten(), masks[bad].flatten()),
+            "gradcam_pixel_auroc_transposed": auroc(maps[bad].transpose(-1, -2).flatten(), masks[bad].flatten()),
+            "_detector": det, "_scores": scores, "_maps": maps}
+
+
+def test_detects_planted_defects_end_to_end():
+    """The acceptance test: train on a tiny normal set, learn the pretext, score planted defects."""
+    measured = measure_end_to_end(seed=0)
+    assert check_limits(measured, END_TO_END_LIMITS) == []
+    det, scores, maps = measured["_detector"], measured["_scores"], measured["_maps"]
+    assert len(det.history) == 30 and det.steps_trained == 30
     assert scores.shape == (24,) and scores.dtype == torch.float32
-    assert auroc(scores, labels) > 0.9
-    maps = det.anomaly_map(test)
-    assert maps.shape == (24, 1, 64, 64) and torch.isfinite(maps).all()
-    assert auroc(maps[labels == 1].flatten(), masks[labels == 1].flatten()) > 0.6  # Grad-CAM points at them
+    # Grad-CAM of layer4 is a 2x2 grid at 64 px: too coarse for a pixel AUROC with teeth (learned_margins.py shows
+    # the maps and the transposed maps overlapping), so maps are checked for form here, localisation at patch level
+    assert maps.shape == (24, 1, 64, 64) and torch.isfinite(maps).all() and (maps >= 0).all()
 
 
 def test_same_seed_same_model(small_train):
@@ -265,16 +324,36 @@ def test_patch_level_scores_and_maps(small_train):
         CutPasteDetector(level="patch", patch_size=16, patch_stride=5, **SMALL)
 
 
-def test_patch_level_localises_planted_defects():
-    """The patch variant end to end: patch scores, Gaussian upsampling and the max-patch image score."""
-    g = torch.Generator().manual_seed(0)
+PATCH_LIMITS = {
+    "image_auroc": (">", 0.9),    # the largest patch score: 1.0; negated scores 0.0
+    "pixel_auroc": (">", 0.93),   # upsampled patch scores vs the masks: 0.978-0.992; transposed maps 0.70-0.88
+}
+PATCH_BREAKAGES = ("negated_scores", "transposed_maps")
+
+
+def measure_patch_level(seed=0, breakage=None):
+    """Patch-level detector on 48 px stripes: 24 normal training images, 6 normal and 6 planted test images.
+
+    What it claims is the scoring path (dense patch scores, their maximum, the Gaussian upsampling), which
+    holds for this planted task after 3 training steps as it does for an untrained network.
+    """
+    g = torch.Generator().manual_seed(seed)
     train = stripes(24, 48, g)
     test, masks, labels = planted(6, 6, 48, g, side=10)
     det = CutPasteDetector(pretext="3way", image_size=48, level="patch", patch_size=16, patch_stride=4,
-                           head_layers=(32,), batch_size=8, fit_patches_per_image=16, seed=0)
-    det.fit(train, steps=3)
-    assert auroc(det.score(test), labels) > 0.9
-    assert auroc(det.anomaly_map(test).flatten(), masks.flatten()) > 0.95  # transposed maps give 0.88
+                           head_layers=(32,), batch_size=8, fit_patches_per_image=16, seed=seed)
+    det.fit(train, steps=3, progress=False)
+    scores, maps = det.predict(test)
+    if breakage == "negated_scores":
+        scores = -scores
+    if breakage == "transposed_maps":
+        maps = maps.transpose(-1, -2)
+    return {"image_auroc": auroc(scores, labels), "pixel_auroc": auroc(maps.flatten(), masks.flatten())}
+
+
+def test_patch_level_localises_planted_defects():
+    """The patch variant end to end: patch scores, Gaussian upsampling and the max-patch image score."""
+    assert check_limits(measure_patch_level(seed=0), PATCH_LIMITS) == []
 
 
 @pytest.mark.parametrize("level", ["image", "patch"])
@@ -361,3 +440,10 @@ def test_cuda_training_and_scores_match_cpu(small_train, tmp_path):
     assert scores.device.type == "cuda" and torch.isfinite(scores).all()
     cpu = CutPasteDetector.load(det.save(tmp_path / "m.pt"), device="cpu")
     torch.testing.assert_close(cpu.score(small_train), scores.cpu(), rtol=1e-3, atol=1e-3)
+
+
+# every learned test of this module: benchmarks/learned_margins.py sweeps these over seeds and breakages
+LEARNED = {
+    "cutpaste_end_to_end": (measure_end_to_end, END_TO_END_LIMITS, END_TO_END_BREAKAGES),
+    "cutpaste_patch_level": (measure_patch_level, PATCH_LIMITS, PATCH_BREAKAGES),
+}
