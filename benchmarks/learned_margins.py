@@ -21,12 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from defectgen.environment import describe, versions
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-MODULES = ["test_detectors_cutpaste"]
+MODULES = ["test_detectors_cutpaste", "test_detectors_rcnn", "test_detectors_yolo"]
 
 
 def learned_tests():
@@ -34,7 +35,10 @@ def learned_tests():
     sys.path.insert(0, str(TESTS))
     table = {}
     for module in MODULES:
-        table.update(__import__(module).LEARNED)
+        try:
+            table.update(__import__(module).LEARNED)
+        except (Exception, pytest.skip.Exception) as error:  # e.g. an optional library missing (importorskip)
+            print(f"{module}: skipped ({type(error).__name__}: {error})")
     return table
 
 
@@ -57,7 +61,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(TESTS))
-    from test_detectors_cutpaste import check_limits
+    from learned import check_limits
 
     table = learned_tests()
     names = args.tests or list(table)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int
+from ._checks import check_channels, check_int, check_number
 from .foreground import estimate_foreground
 from ._grey import LUMA, luma
 
@@ -157,12 +157,7 @@ class DefectBank:
             margin_px, ring_px, foreground: as in :meth:`from_mvtec`.
             class_names: every type name, when the ids must also cover types with no usable entry.
         """
-        margin_px = check_int(margin_px, "margin_px", 0)
-        ring_px = check_int(ring_px, "ring_px", 1)
-        if foreground is not None and foreground not in ESTIMATED_FOREGROUNDS:
-            raise ValueError(f"foreground must be None or one of {ESTIMATED_FOREGROUNDS}, got {foreground!r}")
-        if ring_px > margin_px:
-            raise ValueError(f"ring_px ({ring_px}) must be <= margin_px ({margin_px}): the ring must lie in the crop")
+        margin_px, ring_px = _check_cut_settings(margin_px, ring_px, foreground)
         images, masks = _as_list(images, "images"), _as_list(masks, "masks")
         if len(images) != len(masks):
             raise ValueError(f"from_pairs: got {len(images)} images but {len(masks)} masks")
@@ -174,26 +169,222 @@ class DefectBank:
         if not images:
             raise ValueError("from_pairs: no image + mask pairs given")
         names = sorted(set(types) | set(class_names or ()))
-        crops = []
-        for i, (image, mask, kind) in enumerate(zip(images, masks, types)):
-            where = str(image) if isinstance(image, (str, Path)) else f"pair {i}"
-            pixels = _read_pixels(image, where)
-            coverage = _read_mask(mask, str(mask) if isinstance(mask, (str, Path)) else f"mask of pair {i}")
-            if coverage.shape != pixels.shape[:2]:
-                mask_name = f" {str(mask)!r}" if isinstance(mask, (str, Path)) else ""
-                raise ValueError(f"DefectBank: image {where!r} is {pixels.shape[0]}x{pixels.shape[1]} px but its "
-                                 f"mask{mask_name} is {coverage.shape[0]}x{coverage.shape[1]} px")
-            if not coverage.any():
-                warnings.warn(f"DefectBank: the mask of {where} is empty; skipping it", stacklevel=2)
-                continue
+
+        def pairs():
+            for i, (image, mask, kind) in enumerate(zip(images, masks, types)):
+                where = str(image) if isinstance(image, (str, Path)) else f"pair {i}"
+                pixels = _read_pixels(image, where)
+                coverage = _read_mask(mask, str(mask) if isinstance(mask, (str, Path)) else f"mask of pair {i}")
+                if coverage.shape != pixels.shape[:2]:
+                    mask_name = f" {str(mask)!r}" if isinstance(mask, (str, Path)) else ""
+                    raise ValueError(f"DefectBank: image {where!r} is {pixels.shape[0]}x{pixels.shape[1]} px but "
+                                     f"its mask{mask_name} is {coverage.shape[0]}x{coverage.shape[1]} px")
+                if not coverage.any():
+                    warnings.warn(f"DefectBank: the mask of {where} is empty; skipping it", stacklevel=4)
+                    continue
+                yield pixels, coverage, kind, where
+
+        return cls._from_masks(pairs(), names, margin_px, ring_px, foreground)
+
+    @classmethod
+    def from_aligned_pairs(cls, images: Union[Sequence[ImageLike], torch.Tensor],
+                           templates: Union[Sequence[ImageLike], torch.Tensor], boxes: Sequence[np.ndarray],
+                           types: Sequence[Sequence[str]], threshold: float = 128, shift_px: int = 3,
+                           open_px: int = 1, close_px: int = 1, min_area_px: int = 12, tolerance_px: int = 1,
+                           margin_px: int = 8, ring_px: int = 4, class_names: Optional[Sequence[str]] = None,
+                           foreground: Optional[str] = None, channels: Optional[int] = None) -> "DefectBank":
+        """Build a bank from tested images, their aligned defect-free templates and defect boxes (no masks).
+
+        Template-comparison sets (DeepPCB) label each defect with a box only; the defect itself is where the
+        tested image differs from its template. Per box:
+
+        1. the template is re-registered locally: of the integer shifts within ``shift_px``, the one that best
+           matches the image on a band of ``REGISTRATION_CONTEXT_PX`` pixels around the box (outside it, where
+           nothing is defective) is used. DeepPCB's pairs drift by 1-3 px, differently across one image (about
+           60 % of its boxes match better shifted); without this, trace edges near a defect become slivers of
+           "defect" 1-3 px wide (on deeppcb_400, 210 masks came out in several parts without it, 72 with it);
+        2. the grey absolute difference is thresholded at ``threshold`` and opened by a disc of radius
+           ``open_px`` (removes the remaining 1-2 px slivers), then the changed pixels next to what survived are
+           given back (the opening alone would round every defect's corners off and erase the smallest mouse
+           bites),
+           and closed by a disc of radius ``close_px`` (fills the JPEG speckle holes inside a drawn blob);
+        3. inside the box (grown by ``tolerance_px``), connected parts under ``min_area_px`` pixels (sliver
+           stubs) are dropped; what is left is the defect's mask.
+
+        Each box becomes one entry of its type, cut by the same path as :meth:`from_pairs`
+        (:func:`difference_masks` gives the masks of one pair). The defaults were chosen by looking at the
+        masks of every DeepPCB type (``docs/previews/deeppcb_bank_masks.png``): with them all 2754 boxes of
+        ``deeppcb_400`` give a mask. Its 640 px scans are binarised, so the difference is 0 or ~255 and any
+        threshold from ~60 to ~200 gives the same masks.
+
+        A box whose mask comes out empty (a misaligned pair, a label on an unchanged spot, a box off the image)
+        is skipped, and one warning gives the count and the first few such boxes.
+
+        Args:
+            images: the tested images: files, ``(C, H, W)`` / ``(H, W)`` tensors, ``(H, W[, C])`` uint8 arrays,
+                or one ``(N, C, H, W)`` tensor (as :meth:`from_pairs`).
+            templates: one aligned template per image, in the same forms and of the same size.
+            boxes: per image an ``(n, 4)`` array of ``x1 y1 x2 y2`` boxes in pixel edges (``x2`` one past the
+                last column, as :func:`defectgen.io.read_pairs` returns them); ``n`` may be 0.
+            types: per image, one defect type name per box.
+            threshold: grey difference (0..255 scale) from which a pixel counts as changed.
+            shift_px: largest template shift (per axis) tried when re-registering each box; 0 trusts the pairs'
+                alignment.
+            open_px, close_px: radii of the morphological opening and closing; 0 skips that step.
+            min_area_px: connected parts of a box's mask smaller than this are dropped.
+            tolerance_px: pixels a mask may reach outside its box (annotators' boxes can be a pixel tight).
+            margin_px, ring_px, foreground: as in :meth:`from_mvtec`.
+            class_names: the class names in id order (``class_names[k]`` gets id ``k + 1``; every type must be
+                in it), e.g. a data set's own order so the bank's ids equal its label ids. ``None``: the sorted
+                type names, as :meth:`from_pairs` numbers them.
+            channels: 1 or 3 to convert every image (and template) on reading; ``None`` keeps them, and the
+                bank is colour if any image is. A grey set stored partly as 3-channel files (9 of DeepPCB's 400
+                pairs) would otherwise make a bank three times the size.
+
+        Raises:
+            ValueError: naming the argument (or the image) when the lengths disagree, a box array is not
+                ``(n, 4)`` or not finite, an image and its template differ in size, a type is not in
+                ``class_names``, or no box has a difference.
+        """
+        settings = _difference_settings(threshold, shift_px, open_px, close_px, min_area_px, tolerance_px)
+        if channels is not None:
+            channels = check_channels(channels)
+        margin_px, ring_px = _check_cut_settings(margin_px, ring_px, foreground)
+        images, templates = _as_list(images, "images"), _as_list(templates, "templates")
+        boxes, types = list(boxes), [list(t) for t in types]
+        if not images:
+            raise ValueError("from_aligned_pairs: no images given")
+        for name, values in (("templates", templates), ("boxes", boxes), ("types", types)):
+            if len(values) != len(images):
+                raise ValueError(f"from_aligned_pairs: got {len(images)} images but {len(values)} {name}")
+        for i, t in enumerate(types):
+            boxes[i] = _check_boxes(boxes[i], f"from_aligned_pairs: boxes[{i}]")
+            if len(t) != boxes[i].shape[0]:
+                raise ValueError(f"from_aligned_pairs: image {i} has {boxes[i].shape[0]} boxes but {len(t)} types")
+        found = sorted({k for t in types for k in t})
+        if class_names is None:
+            names = found
+        else:
+            names = list(class_names)
+            unknown = [k for k in found if k not in names]
+            if unknown or len(set(names)) != len(names):
+                raise ValueError(f"from_aligned_pairs: class_names {names} must be distinct and hold every type; "
+                                 f"missing {unknown}")
+        total = sum(len(t) for t in types)
+        skipped: List[str] = []
+
+        def pairs():
+            for i, (image, template, image_boxes, image_types) in enumerate(zip(images, templates, boxes, types)):
+                if not image_types:
+                    continue
+                where = str(image) if isinstance(image, (str, Path)) else f"pair {i}"
+                pixels = _read_pixels(image, where)
+                reference = _read_pixels(template, str(template) if isinstance(template, (str, Path))
+                                         else f"template of pair {i}")
+                if channels is not None:
+                    pixels, reference = _as_channels(pixels, channels), _as_channels(reference, channels)
+                try:
+                    masks = _difference_masks(pixels, reference, image_boxes, where, **settings)
+                except ValueError as error:
+                    raise ValueError(f"from_aligned_pairs: {error}") from None
+                for j, (box, kind, coverage) in enumerate(zip(image_boxes, image_types, masks)):
+                    name = f"{where} box {j} ({', '.join(f'{v:g}' for v in box)})"
+                    if not coverage.any():
+                        skipped.append(name)
+                        continue
+                    yield pixels, coverage, kind, name
+
+        try:
+            return cls._from_masks(pairs(), names, margin_px, ring_px, foreground)
+        finally:
+            if skipped:
+                listed = "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+                warnings.warn(f"DefectBank.from_aligned_pairs: {len(skipped)} of {total} boxes have no difference "
+                              f"between image and template (misaligned pair, label noise or a box off the image); "
+                              f"skipped them: {listed}", stacklevel=3)
+
+    @classmethod
+    def from_deeppcb(cls, root: PathLike, ids: Optional[Sequence[str]] = None, limit: Optional[int] = None,
+                     types: Optional[Sequence[str]] = None, class_names: Optional[Sequence[str]] = None,
+                     channels: Optional[int] = 1, **kwargs) -> "DefectBank":
+        """Read a DeepPCB-style folder with :func:`defectgen.io.read_pairs` and cut one entry per labelled box.
+
+        The class ids are DeepPCB's own (1 open, 2 short, 3 mousebite, 4 spur, 5 spurious_copper, 6 pin_hole),
+        so a detector trained on defects transplanted from this bank is scored against DeepPCB's labels as is.
+
+        The scans are binarised: paste with ``DefectTransplant(bank, blend="replace", match_brightness=False)``
+        (a feathered edge and brightness matching turn a black-and-white defect into a grey smudge), one op per
+        group of ``types`` below on its own foreground (``docs/previews/deeppcb_transplant.png``).
+
+        Args:
+            root: either layout :func:`~defectgen.io.read_pairs` reads.
+            ids: the pair ids (file stems) to read; ``None`` reads all.
+            limit: read at most this many pairs (the first in id order, after ``ids``).
+            types: keep only the boxes of these types (the ids stay DeepPCB's). On DeepPCB's scans copper is dark:
+                ``open``, ``mousebite`` and ``pin_hole`` remove copper and belong on the dark foreground
+                (``foreground="otsu_dark"``), ``short``, ``spur`` and ``spurious_copper`` add it and belong on
+                the bright substrate, so a transplant op per group places each where it can occur.
+            class_names: defaults to :data:`defectgen.io.DEEPPCB_TYPES`.
+            channels: 1 by default: DeepPCB is binarised grey, though a few of its JPEGs are stored with three
+                identical channels.
+            kwargs: :meth:`from_aligned_pairs` options (``threshold``, ``open_px``, ``margin_px``, ...).
+
+        Raises:
+            ValueError: from :func:`~defectgen.io.read_pairs`, or naming ids that are not in ``root``.
+        """
+        from .io.pairs import DEEPPCB_TYPES, read_pairs
+
+        try:
+            items = read_pairs(root)
+        except ValueError as error:
+            raise ValueError(f"DefectBank.from_deeppcb: {error}") from None
+        if ids is not None:
+            ids = [ids] if isinstance(ids, str) else [str(i) for i in ids]
+            by_name = {it.name: it for it in items}
+            missing = [i for i in ids if i not in by_name]
+            if missing:
+                raise ValueError(f"DefectBank.from_deeppcb: no pair {missing[:5]} under {str(root)!r}")
+            items = [by_name[i] for i in ids]
+        if limit is not None:
+            items = items[:check_int(limit, "limit", 1)]
+        boxes, kinds = [it.boxes for it in items], [it.types for it in items]
+        if types is not None:
+            types = [types] if isinstance(types, str) else list(types)
+            unknown = [t for t in types if t not in (class_names or DEEPPCB_TYPES)]
+            if unknown:
+                raise ValueError(f"DefectBank.from_deeppcb: unknown types {unknown}; expected some of "
+                                 f"{list(class_names or DEEPPCB_TYPES)}")
+            chosen = [np.isin(np.asarray(k, dtype=object), types).astype(bool) for k in kinds]
+            boxes = [b[c] for b, c in zip(boxes, chosen)]
+            kinds = [[t for t, keep in zip(k, c) if keep] for k, c in zip(kinds, chosen)]
+            if not any(kinds):
+                raise ValueError(f"DefectBank.from_deeppcb: no box of types {types} in the pairs read")
+        return cls.from_aligned_pairs([it.image for it in items], [it.template for it in items], boxes, kinds,
+                                      class_names=DEEPPCB_TYPES if class_names is None else class_names,
+                                      channels=channels, **kwargs)
+
+    @classmethod
+    def _from_masks(cls, pairs: Iterable[Tuple[np.ndarray, np.ndarray, str, str]], class_names: Sequence[str],
+                    margin_px: int, ring_px: int, foreground: Optional[str]) -> "DefectBank":
+        """Cut and stack ``(pixels (H, W, C) uint8, non-empty mask (H, W) bool, type, where)`` pairs.
+
+        The one cutting path of every builder. ``pairs`` is consumed lazily, so a builder with one mask per box
+        (:meth:`from_aligned_pairs`) never holds thousands of full-image masks at once. Consecutive pairs that
+        share one pixel array (several defects of one image) share its foreground estimate.
+        """
+        crops, estimated = [], (None, None)
+        for pixels, coverage, kind, where in pairs:
             allowed = None
             if foreground is not None:
-                allowed = estimate_foreground(torch.from_numpy(pixels).permute(2, 0, 1)[None], foreground)[0, 0].numpy()
-            crops.append(_cut(pixels, coverage, margin_px, ring_px, allowed) + (names.index(kind) + 1, where))
+                if estimated[0] is not pixels:
+                    estimated = (pixels, estimate_foreground(torch.from_numpy(pixels).permute(2, 0, 1)[None],
+                                                             foreground)[0, 0].numpy())
+                allowed = estimated[1]
+            crops.append(_cut(pixels, coverage, margin_px, ring_px, allowed) + (class_names.index(kind) + 1, where))
         if not crops:
             raise ValueError("DefectBank: every mask is empty; no defect to learn from")
         crops.sort(key=lambda c: c[-2])  # stable: entries of a type stay in the given order
-        return cls._stack(crops, names)
+        return cls._stack(crops, class_names)
 
     @classmethod
     def _stack(cls, crops, class_names) -> "DefectBank":
@@ -316,24 +507,49 @@ BankSpec = Union[DefectBank, str, Path, Dict]
 
 
 def as_bank(bank: BankSpec, foreground: Optional[str] = None) -> DefectBank:
-    """A :class:`DefectBank` from a bank, an MVTec-layout folder, or a dict of :meth:`DefectBank.from_mvtec`
-    arguments (``{"root": ..., "defects": [...], "max_per_type": 5}``). ``foreground`` is the
-    ``from_mvtec`` default for banks read here (an estimate mode, or None; ``"given"`` counts as None)."""
+    """A :class:`DefectBank` from a bank, a folder, or a dict of builder arguments.
+
+    A folder is read as MVTec layout (:meth:`DefectBank.from_mvtec`), or as aligned pairs
+    (:meth:`DefectBank.from_deeppcb`) when it has no ``test/`` but a ``templates/`` folder. A dict holds the
+    builder's arguments, ``{"root": ..., "defects": [...], "max_per_type": 5}``, plus an optional
+    ``"layout": "mvtec"`` (default) or ``"pairs"`` (``{"root": ..., "layout": "pairs", "types": ["short"]}``), so a
+    YAML recipe can transplant DeepPCB defects. ``foreground`` is the builder's default for banks read here (an
+    estimate mode, or None; ``"given"`` counts as None)."""
     if foreground not in ESTIMATED_FOREGROUNDS:
         foreground = None
     if isinstance(bank, DefectBank):
         return bank
     if isinstance(bank, (str, Path)):
+        root = Path(bank)
+        if not (root / "test").is_dir() and (root / "templates").is_dir():
+            return DefectBank.from_deeppcb(root, foreground=foreground)
         return DefectBank.from_mvtec(bank, foreground=foreground)
     if isinstance(bank, dict):
         if "root" not in bank:
             raise ValueError(f"a bank config needs a 'root' folder, got keys {sorted(bank)}")
-        return DefectBank.from_mvtec(**{"foreground": foreground, **bank})
-    raise TypeError(f"bank must be a DefectBank, an MVTec-layout folder path or a dict of from_mvtec arguments, "
+        settings = {k: v for k, v in bank.items() if k != "layout"}
+        layout = bank.get("layout", "mvtec")
+        if layout == "mvtec":
+            return DefectBank.from_mvtec(**{"foreground": foreground, **settings})
+        if layout == "pairs":
+            return DefectBank.from_deeppcb(**{"foreground": foreground, **settings})
+        raise ValueError(f"a bank config's 'layout' must be 'mvtec' or 'pairs', got {layout!r}")
+    raise TypeError(f"bank must be a DefectBank, a folder path or a dict of builder arguments, "
                     f"got {type(bank).__name__}")
 
 
 # -- building helpers ---------------------------------------------------------------------------------------------
+def _check_cut_settings(margin_px: int, ring_px: int, foreground: Optional[str]) -> Tuple[int, int]:
+    """The cutting settings every builder takes, checked: ``(margin_px, ring_px)``."""
+    margin_px = check_int(margin_px, "margin_px", 0)
+    ring_px = check_int(ring_px, "ring_px", 1)
+    if foreground is not None and foreground not in ESTIMATED_FOREGROUNDS:
+        raise ValueError(f"foreground must be None or one of {ESTIMATED_FOREGROUNDS}, got {foreground!r}")
+    if ring_px > margin_px:
+        raise ValueError(f"ring_px ({ring_px}) must be <= margin_px ({margin_px}): the ring must lie in the crop")
+    return margin_px, ring_px
+
+
 def _as_list(items, name: str) -> list:
     if isinstance(items, torch.Tensor) and (items.ndim == 4 or (name == "masks" and items.ndim == 3)):
         return list(items)
@@ -410,5 +626,118 @@ def _cut(pixels: np.ndarray, mask: np.ndarray, margin: int, ring_px: int, allowe
     reference = pixels[measured] if measured.any() else pixels.reshape(-1, pixels.shape[2])
     background = reference.astype(np.float64).mean(0)
     anchor = ((y0 + y1) / 2 - cy0, (x0 + x1) / 2 - cx0)
-    return (pixels[cy0:cy1, cx0:cx1], mask[cy0:cy1, cx0:cx1].astype(np.uint8), ring[cy0:cy1, cx0:cx1].astype(np.uint8),
-            anchor, background, (height, width))
+    # a copy, not a view: a view would keep every whole source image alive until the bank is stacked
+    return (pixels[cy0:cy1, cx0:cx1].copy(), mask[cy0:cy1, cx0:cx1].astype(np.uint8),
+            ring[cy0:cy1, cx0:cx1].astype(np.uint8), anchor, background, (height, width))
+
+
+def _grey(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float32 luma of an ``(H, W, 1 | 3)`` uint8 image."""
+    if pixels.shape[2] == 1:
+        return pixels[:, :, 0].astype(np.float32)
+    return pixels.astype(np.float32) @ np.asarray(LUMA, dtype=np.float32)
+
+
+def _as_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """``(H, W, channels)`` uint8: grey as luma (as :func:`defectgen.io.read_image_as` converts), or repeated."""
+    if pixels.shape[2] == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    return np.clip(np.round(_grey(pixels)), 0, 255).astype(np.uint8)[:, :, None]
+
+
+def difference_masks(image: ImageLike, template: ImageLike, boxes: np.ndarray, threshold: float = 128,
+                     shift_px: int = 3, open_px: int = 1, close_px: int = 1, min_area_px: int = 12,
+                     tolerance_px: int = 1) -> np.ndarray:
+    """The defect mask of each box of an aligned pair: ``(n, H, W)`` bool, all False where nothing changed.
+
+    This is what :meth:`DefectBank.from_aligned_pairs` cuts (see it for the method and the arguments); call it
+    to look at the masks a bank will learn, or to turn a box-labelled pair into a mask-labelled one.
+
+    Args:
+        image, template: the tested image and its aligned template (a file, ``(C, H, W)`` / ``(H, W)`` tensor or
+            ``(H, W[, C])`` uint8 array), of the same size.
+        boxes: ``(n, 4)`` ``x1 y1 x2 y2`` in pixel edges.
+    """
+    settings = _difference_settings(threshold, shift_px, open_px, close_px, min_area_px, tolerance_px)
+    boxes = _check_boxes(boxes, "boxes")
+    where = str(image) if isinstance(image, (str, Path)) else "image"
+    pixels = _read_pixels(image, where)
+    reference = _read_pixels(template, str(template) if isinstance(template, (str, Path)) else "template")
+    return _difference_masks(pixels, reference, boxes, where, **settings)
+
+
+def _difference_settings(threshold, shift_px, open_px, close_px, min_area_px, tolerance_px) -> dict:
+    return {"threshold": check_number(threshold, "threshold", 0.0, 255.0, low_open=True),
+            "shift_px": check_int(shift_px, "shift_px", 0), "open_px": check_int(open_px, "open_px", 0),
+            "close_px": check_int(close_px, "close_px", 0), "min_area_px": check_int(min_area_px, "min_area_px", 1),
+            "tolerance_px": check_int(tolerance_px, "tolerance_px", 0)}
+
+
+def _check_boxes(boxes, name: str) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
+        raise ValueError(f"{name} must be a finite (n, 4) array of x1 y1 x2 y2, got shape {b.shape}")
+    return b
+
+
+#: context around a box on which its template shift is measured: enough trace edges to lock on, local enough to
+#: follow the scan's non-rigid drift (DeepPCB's registration is off by 1-3 px in places, differently per region)
+REGISTRATION_CONTEXT_PX = 8
+
+
+def _disc(radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _difference_masks(pixels: np.ndarray, reference: np.ndarray, boxes: np.ndarray, where: str, threshold: float,
+                      shift_px: int, open_px: int, close_px: int, min_area_px: int, tolerance_px: int) -> np.ndarray:
+    import cv2
+
+    if reference.shape[:2] != pixels.shape[:2]:
+        raise ValueError(f"image {where!r} is {pixels.shape[0]}x{pixels.shape[1]} px but its template is "
+                         f"{reference.shape[0]}x{reference.shape[1]} px")
+    image, template = _grey(pixels), _grey(reference)
+    height, width = image.shape
+    padded = cv2.copyMakeBorder(template, shift_px, shift_px, shift_px, shift_px, cv2.BORDER_REPLICATE)
+    # smallest shifts first, and only a strictly better match moves: a featureless spot keeps the given alignment
+    shifts = sorted(((dy, dx) for dy in range(-shift_px, shift_px + 1) for dx in range(-shift_px, shift_px + 1)),
+                    key=lambda d: (abs(d[0]) + abs(d[1]), d))
+    grow = REGISTRATION_CONTEXT_PX + 2 * (open_px + close_px) + tolerance_px
+    masks = np.zeros((len(boxes), height, width), dtype=bool)
+    for k, box in enumerate(boxes):
+        x1, y1 = max(0, int(np.floor(box[0])) - tolerance_px), max(0, int(np.floor(box[1])) - tolerance_px)
+        x2, y2 = min(width, int(np.ceil(box[2])) + tolerance_px), min(height, int(np.ceil(box[3])) + tolerance_px)
+        if x2 <= x1 or y2 <= y1:
+            continue
+        wx1, wy1, wx2, wy2 = max(0, x1 - grow), max(0, y1 - grow), min(width, x2 + grow), min(height, y2 + grow)
+        window = image[wy1:wy2, wx1:wx2]
+        context = np.ones(window.shape, dtype=bool)  # the window outside the box: no defect, only alignment
+        context[y1 - wy1:y2 - wy1, x1 - wx1:x2 - wx1] = False
+        best, changed = None, None
+        for dy, dx in shifts:
+            moved = padded[wy1 + shift_px - dy:wy2 + shift_px - dy, wx1 + shift_px - dx:wx2 + shift_px - dx]
+            differs = np.abs(window - moved) >= threshold
+            score = int(np.count_nonzero(differs & context))
+            if best is None or score < best:
+                best, changed = score, differs
+        changed = changed.astype(np.uint8)
+        # opening first: thin slivers left by misregistration must be gone before closing could fuse them on
+        if open_px:
+            disc = _disc(open_px)
+            opened = cv2.morphologyEx(changed, cv2.MORPH_OPEN, disc)
+            # a disc rounds a defect's corners off: give back the changed pixels next to what survived
+            changed = cv2.dilate(opened, disc) & changed
+        if close_px:
+            changed = cv2.morphologyEx(changed, cv2.MORPH_CLOSE, _disc(close_px))
+        inside = np.ascontiguousarray(changed[y1 - wy1:y2 - wy1, x1 - wx1:x2 - wx1])
+        _, parts, stats, _ = cv2.connectedComponentsWithStats(inside, connectivity=8)
+        keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
+        keep[0] = False  # the unchanged pixels
+        masks[k, y1:y2, x1:x2] = keep[parts]
+    return masks

@@ -10,29 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .cli_support import EXIT_USAGE, CliError, Parser, add_device_argument, positive_int
 from .io import default_images, load_folder
 from .preview import preview_grid, save_png
 from .registry import create_op, list_ops
 
-EXIT_USAGE = 2
 NEEDS_ARGUMENTS = ("patch", "region", "one_of", "transplant")
 """Operators that cannot be built from their name alone (generic compositions, and DefectTransplant, which
 needs a bank of real defects); ``preview`` skips them by default."""
-
-
-class CliError(Exception):
-    """A user error: reported as one line on stderr, with exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """Raise instead of exiting, so :func:`main` reports every usage error the same way and returns a code."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"{message} (see '{self.prog} --help')")
 
 
 class _VersionAction(argparse.Action):
@@ -49,25 +38,6 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse ``type=`` that parses an integer >= ``minimum`` and names ``what`` it expected."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-_non_negative_int = _int_at_least(0, "a non-negative integer")
-
-
 # -- preview ----------------------------------------------------------------------------------------------------
 def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", metavar="DIR", type=Path,
@@ -76,9 +46,9 @@ def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operator to preview (repeatable); default: every operator that needs no arguments")
     parser.add_argument("--out-dir", metavar="DIR", type=Path, default=Path("previews"),
                         help="where <op>.png files are written (default: %(default)s)")
-    parser.add_argument("--count", metavar="N", type=_positive_int, default=6,
+    parser.add_argument("--count", metavar="N", type=positive_int, default=6,
                         help="number of images (columns) per preview (default: %(default)s)")
-    parser.add_argument("--size", metavar="PX", type=_positive_int, default=256,
+    parser.add_argument("--size", metavar="PX", type=positive_int, default=256,
                         help="images are resized to PX x PX (default: %(default)s)")
     parser.add_argument("--seed", metavar="S", type=int, default=0,
                         help="seed of the operators' random draws (default: %(default)s)")
@@ -123,29 +93,28 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operator (repeatable: one class each, every image gets one of them)")
     parser.add_argument("--recipe", metavar="FILE", type=Path,
                         help="YAML operator config (the registry's format), instead of --op")
-    parser.add_argument("--count", metavar="N", type=_positive_int, required=True, help="number of NG images")
+    parser.add_argument("--count", metavar="N", type=positive_int, required=True, help="number of NG images")
     parser.add_argument("--format", metavar="FMT", action="append", dest="formats", choices=FORMATS,
                         help=f"label format, repeatable: {', '.join(FORMATS)} (default: yolo); images and "
                              "masks are always written")
     parser.add_argument("--seed", metavar="S", type=int, default=0,
                         help="image i depends only on (seed, i) and the settings (default: %(default)s)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--size", metavar="PX", type=_positive_int, default=256,
+    size.add_argument("--size", metavar="PX", type=positive_int, default=256,
                       help="resize OK images (or tiles) to PX x PX (default: %(default)s)")
     size.add_argument("--native-size", action="store_true", help="keep every image's own size")
-    parser.add_argument("--tile", metavar="PX", type=_positive_int,
+    parser.add_argument("--tile", metavar="PX", type=positive_int,
                         help="cut OK images into PX x PX tiles first (each tile is a source)")
     parser.add_argument("--gray", action="store_true", help="write grayscale images (default: RGB)")
     parser.add_argument("--val-fraction", metavar="F", type=float, default=0.0,
                         help="share of OK files (and outputs) held out as the val split (default: %(default)s)")
     parser.add_argument("--segmentation", choices=("rle", "polygon"), default="rle",
                         help="COCO segmentation format (default: %(default)s)")
-    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=16,
+    parser.add_argument("--batch-size", metavar="N", type=positive_int, default=16,
                         help="images per operator batch; part of the job (default: %(default)s)")
-    parser.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+    parser.add_argument("--workers", metavar="N", type=positive_int, default=1,
                         help="processes making batches in parallel (default: %(default)s)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
+    add_device_argument(parser)
     parser.add_argument("--shard", metavar="K/N",
                         help="make only the K-th of N slices of the job (0-based), e.g. one per machine")
     parser.add_argument("--resume", action="store_true", help="continue the job in --output where it stopped")
@@ -233,7 +202,7 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per entry of :data:`_COMMANDS`."""
-    parser = _Parser(prog="defectgen", description="Batched synthetic defects for industrial visual inspection.")
+    parser = Parser(prog="defectgen", description="Batched synthetic defects for industrial visual inspection.")
     parser.add_argument("--version", action=_VersionAction, help="print the versions of defectgen and the "
                         "libraries it runs with (for bug reports), then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,80 +1,40 @@
-"""The ``defectgen train`` and ``defectgen eval`` commands: train an anomaly detector, evaluate it on MVTec data.
+"""The ``defectgen train`` and ``defectgen eval`` commands: train a detector, evaluate it on real labelled data.
 
 :mod:`defectgen.cli` registers the two commands and imports this module only when one of them runs, so the
 dependency goes one way (detectors -> defectgen). Here, too, the torch-heavy detector modules are imported
 inside the run functions, so building the parser (``defectgen --help``) stays fast.
 
 ``train`` takes the detector kind as its first argument (``defectgen train cutpaste --data ... --out ...``);
-each kind is one entry of :data:`DETECTORS` with its own options, so new detectors plug in beside CutPaste.
-``eval`` finds the kind from the model file. Every user error raises :class:`~defectgen.cli.CliError`
+each kind is one entry of :data:`DETECTORS` with its own options (the object detectors' are in
+:mod:`detectors.object_cli`). ``eval`` loads any model with :func:`detectors.registry.load_detector`, which
+dispatches on the file's format tag. Every user error raises :class:`~defectgen.cli_support.CliError`
 (one ``defectgen: error: ...`` line, exit code 2).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from functools import partial
+from typing import Callable, Dict, List, NamedTuple, Optional
 
-from defectgen.cli import CliError, _non_negative_int, _positive_int
+from defectgen.cli_support import (LIBRARY_ERRORS, CliError, add_device_argument, check_folder, library_error,
+                                   non_negative_int, positive_int, resolve_device)
+
+from .object_cli import FORMAT_CHOICES, add_object_arguments, run_train_object
 
 NAMED_PRETEXTS = ("cutpaste", "scar", "union", "3way")
 """The paper's pretext tasks (mirrors :data:`detectors.cutpaste.pretext.NAMED`, without importing torch)."""
 
-_LIBRARY_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError)
-
-
 class DetectorKind(NamedTuple):
-    """One trainable detector: its ``train`` options, its ``train`` run, and how ``eval`` loads its models."""
+    """One trainable detector: its ``train`` options and its ``train`` run."""
 
     help: str
     add_train_arguments: Callable[[argparse.ArgumentParser], None]
     train: Callable[[argparse.Namespace], int]
-    load: Callable[[Path, Optional[int], str], Any]  # (path, image_size, device) -> detector; NotAModelFile if not its
-    describe: Callable[[Any], Dict[str, Any]]        # detector -> the "model" entry of an eval report
-
-
-# -- shared helpers --------------------------------------------------------------------------------------------
-def _add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
-
-
-def resolve_device(device: str) -> str:
-    """``--device`` as a device string (``"auto"`` picks CUDA when present); a :class:`CliError` if unusable."""
-    from defectgen._checks import resolve_device as resolve
-
-    try:
-        return str(resolve(device))
-    except ValueError as error:
-        raise CliError(f"--device: {error}") from None
-
-
-def _check_folder(path: Path, what: str) -> None:
-    if not path.exists():
-        raise CliError(f"{what} folder {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise CliError(f"{what} {str(path)!r} is not a folder")
-
-
-# the library's argument names as the user typed them, for messages such as "learning_rate must be >= 0.0"
-_FLAGS = {"learning_rate": "--lr", "image_size": "--image-size", "patch_size": "--patch-size",
-          "patch_stride": "--patch-stride", "batch_size": "--batch-size", "steps": "--steps", "seed": "--seed",
-          "stride": "--stride", "fpr_limit": "--fpr-limit"}
-
-
-def _library_error(error: BaseException) -> CliError:
-    """A library exception as a one-line :class:`CliError`, naming options by their flags."""
-    text = str(error).strip() or type(error).__name__
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        text = f"{error.strerror}: {error.filename}"
-    text = " ".join(text.split())  # one line, whatever the library wrote
-    name = text.split(" ", 1)[0]
-    if name in _FLAGS:
-        text = _FLAGS[name] + text[len(name):]
-    return CliError(text)
 
 
 # -- train cutpaste --------------------------------------------------------------------------------------------
@@ -87,29 +47,29 @@ def _add_cutpaste_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"pretext task: {', '.join(NAMED_PRETEXTS)} (the paper's; default: 3way) or any "
                              "defectgen operator name (see 'defectgen preview --help'); repeat it for a multi-class "
                              "pretext, one class per operator (e.g. --pretext cutout --pretext scar)")
-    parser.add_argument("--steps", metavar="N", type=_non_negative_int, default=256,
+    parser.add_argument("--steps", metavar="N", type=non_negative_int, default=256,
                         help="SGD steps (0: random network, density only) (default: %(default)s)")
-    parser.add_argument("--image-size", metavar="PX", type=_positive_int, default=256,
+    parser.add_argument("--image-size", metavar="PX", type=positive_int, default=256,
                         help="images are resized to PX x PX (default: %(default)s)")
     parser.add_argument("--gray", action="store_true", help="train on grayscale images (default: RGB)")
     parser.add_argument("--level", choices=("image", "patch"), default="image",
                         help="image: whole images, Grad-CAM maps; patch: the paper's patch-level variant "
                              "(default: %(default)s)")
-    parser.add_argument("--patch-size", metavar="PX", type=_positive_int,
+    parser.add_argument("--patch-size", metavar="PX", type=positive_int,
                         help="patch side for --level patch (default: image size / 4)")
-    parser.add_argument("--patch-stride", metavar="S", type=_positive_int, default=4,
+    parser.add_argument("--patch-stride", metavar="S", type=positive_int, default=4,
                         help="stride of the dense patch grid for --level patch (default: %(default)s)")
-    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=32,
+    parser.add_argument("--batch-size", metavar="N", type=positive_int, default=32,
                         help="normal images per step; each step trains on N x classes images (default: %(default)s)")
     parser.add_argument("--lr", metavar="X", type=float, default=0.03,
                         help="SGD learning rate, cosine-decayed to 0 over the steps (default: %(default)s)")
-    parser.add_argument("--seed", metavar="S", type=_non_negative_int, default=0,
+    parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
                         help="seeds the initialisation, the batches and the defects (default: %(default)s)")
-    parser.add_argument("--head-layers", metavar="W", type=_positive_int, nargs="+",
+    parser.add_argument("--head-layers", metavar="W", type=positive_int, nargs="+",
                         help="widths of the MLP projection head (default: the reference code's eight 512s and a 128)")
     parser.add_argument("--weights", metavar="FILE", type=Path,
                         help="local torchvision ResNet-18 state_dict to start from (e.g. ImageNet); default: random")
-    _add_device_argument(parser)
+    add_device_argument(parser)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar with loss and accuracy on stderr (default: on when stderr is a terminal)")
 
@@ -138,7 +98,7 @@ def _pretext_spec(names: Optional[List[str]]):
 
 
 def _run_train_cutpaste(args: argparse.Namespace) -> int:
-    _check_folder(args.data, "--data")
+    check_folder(args.data, "--data")
     if args.weights is not None and not args.weights.is_file():
         raise CliError(f"--weights file {str(args.weights)!r} does not exist")
     if args.out.is_dir():
@@ -159,12 +119,12 @@ def _run_train_cutpaste(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         detector.fit(args.data, steps=args.steps, device=device, progress=args.progress)
         seconds = time.perf_counter() - start
-    except _LIBRARY_ERRORS as error:
-        raise _library_error(error) from error
+    except LIBRARY_ERRORS as error:
+        raise library_error(error) from error
     try:
         detector.save(args.out)
     except OSError as error:
-        raise _library_error(error) from error
+        raise library_error(error) from error
     print(_train_summary(detector, args, device, seconds))
     return 0
 
@@ -184,20 +144,13 @@ def _train_summary(detector, args: argparse.Namespace, device: str, seconds: flo
     return f"{what}. Model saved to {args.out}."
 
 
-def _load_cutpaste(path: Path, image_size: Optional[int], device: str):
-    from .cutpaste import CutPasteDetector
-
-    return CutPasteDetector.load(path, image_size=image_size, device=device)
-
-
-def _describe_cutpaste(detector) -> Dict[str, Any]:
-    return {"detector": "cutpaste", "pretext": detector.pretext_record["name"], "config": detector.config(),
-            "steps_trained": detector.steps_trained}
-
-
 DETECTORS: Dict[str, DetectorKind] = {
     "cutpaste": DetectorKind("CutPaste self-supervised detector (Li et al. 2021) on a defectgen pretext task",
-                             _add_cutpaste_arguments, _run_train_cutpaste, _load_cutpaste, _describe_cutpaste),
+                             _add_cutpaste_arguments, _run_train_cutpaste),
+    "fasterrcnn": DetectorKind("Faster R-CNN (torchvision, MobileNet-v3 or ResNet-50 FPN) on synthetic and/or real "
+                               "defect boxes", partial(add_object_arguments, kind="fasterrcnn"), run_train_object),
+    "yolo": DetectorKind("YOLO (ultralytics, AGPL-3.0, the optional 'yolo' extra) on synthetic and/or real defect "
+                         "boxes", partial(add_object_arguments, kind="yolo"), run_train_object),
 }
 """The detectors ``train`` can make and ``eval`` can read; a new one is one more entry."""
 
@@ -218,78 +171,115 @@ def run_train(args: argparse.Namespace) -> int:
 
 # -- eval ------------------------------------------------------------------------------------------------------
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="MODEL.pt", type=Path, required=True,
-                        help=f"a model written by 'defectgen train' ({', '.join(DETECTORS)})")
+    parser.add_argument("--model", metavar="MODEL", type=Path, required=True,
+                        help=f"a model file or run folder written by 'defectgen train' ({', '.join(DETECTORS)})")
     parser.add_argument("--data", metavar="DIR", type=Path, required=True,
-                        help="MVTec-layout folder with test/<type>/ and ground_truth/<type>/")
+                        help="the labelled test set: an MVTec-layout folder (test/<type>/, ground_truth/<type>/), "
+                             "YOLO, COCO, Pascal VOC or DeepPCB pairs")
+    parser.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
+                        help="--data's format (default: auto-detected)")
+    parser.add_argument("--split", help="--data's split (default: test, else val, else train)")
     parser.add_argument("--out", metavar="PREFIX", type=Path,
-                        help="report files PREFIX.json and PREFIX.md (default: the model path without its suffix "
-                             "+ '_eval', e.g. bottle.pt -> bottle_eval.json)")
+                        help="report files PREFIX.json and PREFIX.md (default: beside the model, '_eval' added: "
+                             "bottle.pt -> bottle_eval.json, run/ -> run/eval.json)")
+    parser.add_argument("--agnostic", action="store_true",
+                        help="object detectors: every box counts as one class (the detector's class names need not "
+                             "match the test set's)")
+    parser.add_argument("--class-map", metavar="MAP",
+                        help="object detectors: 'detector_class=test_class,...' or a YAML/JSON file")
     parser.add_argument("--defect", metavar="TYPE", action="append", dest="defects",
-                        help="defect type (folder under test/) to evaluate, repeatable (default: all); the good "
-                             "test images are always used")
+                        help="MVTec data: defect type (folder under test/) to evaluate, repeatable (default: all); "
+                             "the good test images are always used")
     parser.add_argument("--no-pixel", action="store_true",
-                        help="image metrics only: no anomaly maps, no pixel AUROC / AUPRO (faster)")
-    parser.add_argument("--stride", metavar="S", type=_positive_int,
+                        help="anomaly detectors: image metrics only, no anomaly maps or pixel AUROC / AUPRO (faster)")
+    parser.add_argument("--stride", metavar="S", type=positive_int,
                         help="patch-grid stride of a patch-level model's maps and scores (default: the model's)")
-    parser.add_argument("--image-size", metavar="PX", type=_positive_int,
+    parser.add_argument("--image-size", metavar="PX", type=positive_int,
                         help="the image size to evaluate at; must be the model's (a check; default: the model's)")
-    parser.add_argument("--batch-size", metavar="N", type=_positive_int, default=16,
-                        help="test images per scoring call (default: %(default)s)")
+    parser.add_argument("--batch-size", metavar="N", type=positive_int, default=16,
+                        help="test images per prediction call (default: %(default)s)")
     parser.add_argument("--fpr-limit", metavar="F", type=float, default=0.3,
                         help="false-positive-rate limit of AUPRO, in (0, 1] (default: %(default)s)")
-    _add_device_argument(parser)
+    add_device_argument(parser)
 
 
 def _load_model(path: Path, image_size: Optional[int], device: str):
-    """The detector in ``path`` and its kind, trying each kind's loader; a :class:`CliError` if none reads it."""
+    """The detector in ``path`` (a model file or a run folder); a :class:`CliError` if it is not one."""
     if not path.exists():
-        raise CliError(f"model file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise CliError(f"--model {str(path)!r} is not a file")
+        raise CliError(f"model {str(path)!r} does not exist")
     from .errors import NotAModelFile
+    from .registry import load_detector
 
-    for name, kind in DETECTORS.items():
-        try:
-            return name, kind.load(path, image_size, device)
-        except NotAModelFile:
-            continue  # another kind's file: try the next loader
-        except _LIBRARY_ERRORS as error:  # this kind's model, but unusable (e.g. made for another image size)
-            raise _library_error(error) from error
-    raise CliError(f"{str(path)!r} is not a model file written by 'defectgen train' ({', '.join(DETECTORS)})")
+    try:
+        return load_detector(path, image_size=image_size, device=device)
+    except NotAModelFile:
+        raise CliError(f"{str(path)!r} is not a model file written by 'defectgen train' "
+                       f"({', '.join(DETECTORS)})") from None
+    except LIBRARY_ERRORS as error:  # a model of ours, but unusable here (e.g. made for another image size)
+        raise library_error(error) from error
+
+
+def _report_prefix(args: argparse.Namespace) -> Path:
+    if args.out is not None:
+        return args.out
+    if args.model.is_dir():
+        return args.model / "eval"
+    return args.model.with_name(args.model.stem + "_eval")
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    _check_folder(args.data, "--data")
-    if not (args.data / "test").is_dir():
-        raise CliError(f"--data {str(args.data)!r} has no test/ folder; eval needs an MVTec-layout folder with "
-                       "test/<type>/*.png and ground_truth/<type>/<stem>_mask.png")
+    check_folder(args.data, "--data")
     device = resolve_device(args.device)
-    kind, detector = _load_model(args.model, args.image_size, device)
-    map_kwargs = {}
-    if args.stride is not None:
-        if getattr(detector, "level", None) != "patch":
-            raise CliError("--stride only applies to patch-level models (trained with --level patch)")
-        map_kwargs["stride"] = args.stride
-
-    from .evaluation import evaluate_detector, write_report
-    from .metrics import format_markdown
+    detector = _load_model(args.model, args.image_size, device)
+    from .data.readers import detect_format
 
     try:
-        report = evaluate_detector(detector, args.data, defects=args.defects, pixel=not args.no_pixel,
-                                   batch_size=args.batch_size, fpr_limit=args.fpr_limit, **map_kwargs)
-    except _LIBRARY_ERRORS as error:
-        raise _library_error(error) from error
-    report["model"] = {"path": str(args.model), **DETECTORS[kind].describe(detector)}
+        fmt = detect_format(args.data) if args.format == "auto" else args.format
+    except ValueError as error:
+        raise library_error(error) from error
+    anomaly = not hasattr(detector, "class_names")
+    if args.stride is not None and getattr(detector, "level", None) != "patch":
+        raise CliError("--stride only applies to patch-level models (trained with --level patch)")
+    if not anomaly and (args.defects or args.no_pixel):
+        raise CliError("--defect and --no-pixel apply to anomaly detectors (cutpaste), not to "
+                       f"{detector.kind} models")
+    if anomaly and (args.agnostic or args.class_map):
+        raise CliError("--agnostic and --class-map apply to object detectors; an anomaly detector has no classes")
+    map_kwargs = {} if args.stride is None else {"stride": args.stride}
+
+    from .evaluation import evaluate_detector, evaluate_labelled, format_report, write_report
+
+    try:
+        if anomaly and fmt == "mvtec":  # per defect type, with the pixel metrics at the model's size
+            if not (args.data / "test").is_dir():
+                raise CliError(f"--data {str(args.data)!r} has no test/ folder; eval needs an MVTec-layout folder "
+                               "with test/<type>/*.png and ground_truth/<type>/<stem>_mask.png")
+            report = evaluate_detector(detector, args.data, defects=args.defects, pixel=not args.no_pixel,
+                                       batch_size=args.batch_size, fpr_limit=args.fpr_limit, **map_kwargs)
+        else:
+            if args.defects:
+                raise CliError("--defect needs MVTec-layout --data")
+            from .data.classmap import parse_class_map
+            from .data.readers import read_labelled
+
+            test = read_labelled(args.data, fmt, split=args.split, channels=detector.channels)
+            class_map = None if args.class_map is None else parse_class_map(args.class_map)
+            if anomaly and args.no_pixel:
+                test = dataclasses.replace(test, masks=None)
+            report = evaluate_labelled(detector, test, batch_size=args.batch_size, agnostic=args.agnostic,
+                                       class_map=class_map, fpr_limit=args.fpr_limit, **map_kwargs)
+    except LIBRARY_ERRORS as error:
+        raise library_error(error) from error
+    report["model"] = {"path": str(args.model), **detector.describe()}
     if getattr(detector, "level", None) == "patch":  # the grid the scores and maps were made on
         report["stride"] = args.stride if args.stride is not None else detector.patch_stride
-    title = f"{kind} ({report['model'].get('pretext', '?')}) on {args.data.resolve().name}"
-    prefix = args.out if args.out is not None else args.model.with_name(args.model.stem + "_eval")
+    what = report["model"].get("pretext") or report["model"].get("backbone") or report["model"].get("model") or "?"
+    title = f"{detector.kind} ({what}) on {args.data.resolve().name}"
     try:
-        paths = write_report(report, prefix, title=title)
+        paths = write_report(report, _report_prefix(args), title=title)
     except OSError as error:
-        raise _library_error(error) from error
-    sys.stdout.write(format_markdown(report, title=title))
+        raise library_error(error) from error
+    sys.stdout.write(format_report(report, title))
     sys.stdout.flush()
     print(f"report written to {paths['json']} and {paths['markdown']}", file=sys.stderr)
     return 0

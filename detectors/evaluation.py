@@ -1,9 +1,15 @@
-"""Evaluating a detector on an MVTec-layout test split: scores, maps, metrics, and the report files.
+"""Evaluating any detector on real labelled data: predictions, metrics, and the report files.
 
-Works for any detector with ``image_size``, ``channels``, ``score(images)`` and ``predict(images)`` (scores
-and anomaly maps from one pass).
-Pixel metrics are computed at the detector's image size (the masks are resized to it by nearest neighbour);
-the report records that size.
+- :func:`evaluate_labelled`: any detector on any :class:`~detectors.types.LabelledSet` (YOLO, COCO, MVTec,
+  VOC, DeepPCB...). The metrics follow the prediction's fields: boxes give COCO mAP and AP per class
+  (:func:`~detectors.metrics.evaluate_boxes`), maps with the set's masks give pixel AUROC / AUPRO, and every
+  detector's image score gives image AUROC / AP against the images with and without defects — one axis for
+  object and anomaly detectors.
+- :func:`evaluate_detector`: an anomaly detector on an MVTec-layout test split, per defect type.
+
+Metrics are computed at the detector's image size: the test images are resized to it (boxes scaled with them,
+masks by nearest neighbour). IoU is unchanged by scaling both boxes alike, so mAP is the same as in the original
+frame; the report records the size.
 """
 from __future__ import annotations
 
@@ -18,6 +24,48 @@ from defectgen.io.atomic import write_text_atomic
 
 from . import metrics
 from .data import load_test_set
+from .types import LabelledSet, Prediction
+
+
+def predict_all(detector, images, batch_size: int = 16, **kwargs: Any) -> Prediction:
+    """``detector.predict`` over ``images`` (a ``(N, C, S, S)`` tensor or a list of ``(C, S, S)``), in batches."""
+    images = torch.stack(list(images)) if not isinstance(images, torch.Tensor) else images
+    return Prediction.cat([detector.predict(chunk, **kwargs) for chunk in images.split(batch_size)])
+
+
+def evaluate_labelled(detector, test: LabelledSet, batch_size: int = 16, agnostic: bool = False,
+                      class_map: Optional[Dict[str, Optional[str]]] = None, fpr_limit: float = 0.3,
+                      **predict_kwargs: Any) -> Dict[str, Any]:
+    """Predict every image of ``test`` and compute the metrics its fields allow (see the module docstring).
+
+    Args:
+        detector: a fitted detector (:mod:`detectors.base`).
+        test: the labelled test set, defect-free images included; resized here to the detector's image size.
+        agnostic, class_map: how the detector's classes meet the set's (:func:`detectors.metrics.evaluate_boxes`).
+        predict_kwargs: passed to ``detector.predict`` (e.g. ``stride=`` for a patch-level CutPaste model).
+
+    Returns the report: ``{"kind": "boxes" | "anomaly", "overall": {...}, ...}`` plus ``"data"``,
+    ``"image_size"`` and ``"seconds"`` (prediction time).
+    """
+    if len(test) == 0:
+        raise ValueError("the test set holds no images")
+    test = test.resized(detector.image_size)
+    start = time.perf_counter()
+    prediction = predict_all(detector, test.images, batch_size, **predict_kwargs)
+    seconds = time.perf_counter() - start
+    if prediction.has_boxes:
+        report = metrics.evaluate_boxes(prediction, test, prediction_class_names=list(detector.class_names),
+                                        agnostic=agnostic, class_map=class_map)
+        report["kind"] = "boxes"
+    else:
+        pixel = prediction.has_maps and test.masks is not None
+        report = metrics.evaluate(prediction.scores, test.defective,
+                                  prediction.maps if pixel else None,
+                                  torch.stack(list(test.masks)) if pixel else None, fpr_limit=fpr_limit)
+        report["kind"] = "anomaly"
+    report.update({"data": test.info.get("root"), "format": test.info.get("format"), "split": test.info.get("split"),
+                   "image_size": detector.image_size, "seconds": round(seconds, 3)})
+    return report
 
 
 def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequence[str]] = None,
@@ -40,8 +88,9 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
     scores, maps = [], []
     for chunk in test.images.split(batch_size):
         if pixel:  # scores and maps from one pass (they share the forward pass / the patch scores)
-            chunk_scores, chunk_maps = detector.predict(chunk, **map_kwargs)
-            maps.append(chunk_maps)
+            prediction = detector.predict(chunk, **map_kwargs)
+            chunk_scores = prediction.scores
+            maps.append(prediction.maps)
         else:
             chunk_scores = detector.score(chunk, **map_kwargs)
         scores.append(chunk_scores)
@@ -54,11 +103,18 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
     return report
 
 
+def format_report(report: Dict[str, Any], title: str) -> str:
+    """The Markdown of a report from :func:`evaluate_labelled` or :func:`evaluate_detector`."""
+    if report.get("kind") == "boxes":
+        return metrics.format_box_markdown(report, title=title)
+    return metrics.format_markdown(report, title=title)
+
+
 def write_report(report: Dict[str, Any], out: Union[str, Path], title: str = "Anomaly detection") -> Dict[str, Path]:
     """Write ``report`` as ``<out>.json`` and ``<out>.md`` (``out`` without suffix); returns both paths."""
     out = Path(out)
     base = out.with_suffix("") if out.suffix in (".json", ".md") else out
     paths = {"json": base.with_name(base.name + ".json"), "markdown": base.with_name(base.name + ".md")}
     write_text_atomic(paths["json"], json.dumps(report, indent=2, sort_keys=True) + "\n")
-    write_text_atomic(paths["markdown"], metrics.format_markdown(report, title=title))
+    write_text_atomic(paths["markdown"], format_report(report, title))
     return paths

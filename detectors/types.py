@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
 AGNOSTIC_CLASS = "defect"
 """The one class name of a class-agnostic set (see :meth:`LabelledSet.agnostic`)."""
@@ -98,7 +97,11 @@ class LabelledSet:
                        names=tuple(pick(self.names)), masks=None if self.masks is None else pick(self.masks))
 
     def resized(self, size: int) -> "LabelledSet":
-        """Every image resized to ``size x size`` (area interpolation), boxes scaled, masks by nearest pixel."""
+        """Every image resized to ``size x size`` as defectgen's image readers resize (OpenCV area when shrinking,
+        linear when growing), boxes scaled, masks by nearest pixel centre."""
+        from defectgen.io.images import resize_square
+        from defectgen.io.mvtec import resize_mask
+
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         images, boxes, masks = [], [], []
@@ -108,14 +111,14 @@ class LabelledSet:
                 images.append(image)
                 boxes.append(self.boxes[i])
             else:
-                resized = F.interpolate(image[None].float(), size=(size, size), mode="area")
-                images.append(resized[0].round_().clamp_(0, 255).to(torch.uint8))
+                array = resize_square(image.permute(1, 2, 0).contiguous().cpu().numpy(), size)
+                images.append(torch.from_numpy(array).permute(2, 0, 1).contiguous())
                 scale = torch.tensor([size / w, size / h, size / w, size / h], dtype=torch.float32)
                 boxes.append(self.boxes[i].float() * scale)
             if self.masks is not None:
                 m = self.masks[i]
                 masks.append(m if m.shape[-2:] == (size, size) else
-                             F.interpolate(m[None].float(), size=(size, size), mode="nearest")[0] > 0.5)
+                             torch.from_numpy(resize_mask(m[0].cpu().numpy(), size))[None])
         return replace(self, images=images, boxes=boxes, masks=masks if self.masks is not None else None)
 
     def agnostic(self) -> "LabelledSet":
@@ -214,6 +217,17 @@ class Prediction:
         move = lambda items: None if items is None else [t.to(device) for t in items]  # noqa: E731
         return Prediction(self.scores.to(device), None if self.maps is None else self.maps.to(device),
                           move(self.boxes), move(self.box_scores), move(self.box_labels))
+
+    @classmethod
+    def from_boxes(cls, boxes: List[torch.Tensor], box_scores: List[torch.Tensor], box_labels: List[torch.Tensor],
+                   device: Union[str, torch.device, None] = None) -> "Prediction":
+        """An object detector's prediction: the image score is each image's highest box score (0 without a box)."""
+        device = device if device is not None else (box_scores[0].device if box_scores else "cpu")
+        counts = torch.tensor([len(s) for s in box_scores], dtype=torch.int64, device=device)
+        owner = torch.repeat_interleave(torch.arange(len(box_scores), device=device), counts)
+        flat = torch.cat(box_scores).float() if box_scores else torch.zeros(0, device=device)
+        scores = torch.zeros(len(box_scores), device=device).scatter_reduce(0, owner, flat, "amax", include_self=True)
+        return cls(scores, boxes=boxes, box_scores=box_scores, box_labels=box_labels)
 
     @staticmethod
     def cat(parts: Sequence["Prediction"]) -> "Prediction":

@@ -60,7 +60,8 @@ def main(argv=None):
     test = load_test_set(args.data, args.image_size, det.channels)
     index = pick(test.defects, args.per_type)
     images, masks = test.images[index], test.masks[index]
-    scores, maps = det.predict(images)
+    prediction = det.predict(images)
+    scores, maps = prediction.scores, prediction.maps
     for i, score in zip(index, scores.tolist()):
         print(f"{test.defects[i]:>16}: score {score:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import torch
 from defectgen import Cutout, CutPaste
 from detectors.cutpaste import CutPasteDetector, CutPasteNet, GaussianDensity, NotAModelFile, Pretext, ledoit_wolf
 from detectors.cutpaste.localization import gaussian_upsample, grad_cam, grid_size, patch_grid
+from learned import check_limits
 
 SMALL = dict(image_size=32, head_layers=(32,), batch_size=4)
 
@@ -207,25 +208,10 @@ def test_network_loads_a_local_resnet18_state_dict(tmp_path):
 
 
 # -- learned results ---------------------------------------------------------------------------------------------
-# A test that asserts what training learned must pass on every torch release a fresh machine may install and on
-# any seed, and must fail for a broken detector. So each one measures through ``measure_*(seed, breakage)`` and
-# compares against its ``*_LIMITS``; ``benchmarks/learned_margins.py`` runs the same measurements over many
-# seeds and over every breakage, and prints the spread next to the limits.
-#
-# Limits are (comparison, threshold). Beside each: the spread over seeds 0-9, 1 and 2 threads, on torch 2.9.1
-# (kornia 0.7.4, OpenCV 4.10, numpy 1.26), 2.14.1 and 2.15.0 (kornia 0.9, OpenCV 5.0, numpy 2.4), and what
-# the breakage it is meant to catch gives (seeds 0-2).
-
-def check_limits(measured, limits):
-    """The limits ``measured`` misses, as readable strings (empty when it meets all of them)."""
-    missed = []
-    for name, (op, threshold) in limits.items():
-        value = measured[name]
-        ok = value is not None and math.isfinite(value) and (value > threshold if op == ">" else value < threshold)
-        if not ok:
-            missed.append(f"{name} = {value:.4g} (wanted {op} {threshold})" if value is not None else f"{name} missing")
-    return missed
-
+# Measured through measure_*(seed, breakage) against *_LIMITS (the convention in tests/learned.py). Beside each
+# limit: the spread over seeds 0-9, 1 and 2 threads, on torch 2.9.1 (kornia 0.7.4, OpenCV 4.10, numpy 1.26),
+# 2.14.1 and 2.15.0 (kornia 0.9, OpenCV 5.0, numpy 2.4), and what the breakage it is meant to catch gives (seeds
+# 0-2), from benchmarks/learned_margins.py.
 
 class _ShuffledLabels:
     """A broken pretext: the batch is right but the labels are shuffled, so there is nothing to learn."""
@@ -260,7 +246,8 @@ def measure_end_to_end(seed=0, breakage=None):
     if breakage == "shuffled_labels":
         det.pretext = _ShuffledLabels(det.pretext)
     det.fit(train, steps=30, progress=False)
-    scores, maps = det.predict(test)
+    prediction = det.predict(test)
+    scores, maps = prediction.scores, prediction.maps
     if breakage == "negated_scores":
         scores = -scores
     losses = [h["loss"] for h in det.history]
@@ -343,7 +330,8 @@ def measure_patch_level(seed=0, breakage=None):
     det = CutPasteDetector(pretext="3way", image_size=48, level="patch", patch_size=16, patch_stride=4,
                            head_layers=(32,), batch_size=8, fit_patches_per_image=16, seed=seed)
     det.fit(train, steps=3, progress=False)
-    scores, maps = det.predict(test)
+    prediction = det.predict(test)
+    scores, maps = prediction.scores, prediction.maps
     if breakage == "negated_scores":
         scores = -scores
     if breakage == "transposed_maps":
@@ -360,9 +348,10 @@ def test_patch_level_localises_planted_defects():
 def test_predict_is_score_and_anomaly_map_in_one_pass(small_train, level):
     kwargs = dict(patch_size=16, patch_stride=4, fit_patches_per_image=5) if level == "patch" else {}
     det = CutPasteDetector(level=level, seed=0, **SMALL, **kwargs).fit(small_train, steps=1)
-    scores, maps = det.predict(small_train[:3])
-    torch.testing.assert_close(scores, det.score(small_train[:3]))
-    assert torch.equal(maps, det.anomaly_map(small_train[:3]))
+    prediction = det.predict(small_train[:3])
+    assert prediction.boxes is None
+    torch.testing.assert_close(prediction.scores, det.score(small_train[:3]))
+    assert torch.equal(prediction.maps, det.anomaly_map(small_train[:3]))
 
 
 def test_save_and_load_give_identical_scores(fitted, small_train, tmp_path):
@@ -447,3 +436,40 @@ LEARNED = {
     "cutpaste_end_to_end": (measure_end_to_end, END_TO_END_LIMITS, END_TO_END_BREAKAGES),
     "cutpaste_patch_level": (measure_patch_level, PATCH_LIMITS, PATCH_BREAKAGES),
 }
+
+
+def test_interrupted_training_resumes_to_the_same_model(small_train, tmp_path):
+    whole = CutPasteDetector(pretext="3way", seed=2, **SMALL).fit(small_train, steps=4)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["step"] == 2:
+            raise Interrupt
+
+    checkpoint = tmp_path / "ckpt.pt"
+    first = CutPasteDetector(pretext="3way", seed=2, **SMALL)
+    with pytest.raises(Interrupt):
+        first.fit(small_train, steps=4, checkpoint=checkpoint, checkpoint_every=1, callback=stop_after_two)
+    assert first.steps_trained == 2 and checkpoint.is_file()
+    resumed = CutPasteDetector(pretext="3way", seed=2, **SMALL)
+    resumed.fit(small_train, steps=4, checkpoint=checkpoint, resume=True)
+    assert resumed.steps_trained == 4 and resumed.history == whole.history
+    assert torch.equal(resumed.score(small_train), whole.score(small_train))
+    with pytest.raises(ValueError, match="4-step run, not 5"):
+        CutPasteDetector(pretext="3way", seed=2, **SMALL).fit(small_train, steps=5, checkpoint=checkpoint, resume=True)
+    with pytest.raises(ValueError, match="does not exist"):
+        CutPasteDetector(**SMALL).fit(small_train, steps=2, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+def test_registry_builds_and_loads_the_cutpaste_detector(fitted, small_train, tmp_path):
+    from detectors.registry import create_detector, list_detectors, load_detector
+
+    assert "cutpaste" in list_detectors()
+    det = create_detector("cutpaste", **fitted.config())
+    assert isinstance(det, CutPasteDetector) and det.config() == fitted.config()
+    loaded = load_detector(fitted.save(tmp_path / "m.pt"))
+    assert isinstance(loaded, CutPasteDetector)
+    assert torch.equal(loaded.score(small_train), fitted.score(small_train))
+    assert loaded.describe()["pretext"] == "3way" and loaded.kind == "cutpaste"

@@ -190,11 +190,11 @@ def test_manifest_records_every_output(ok_dir, reference):
 
 def test_outside_mask_pixels_are_the_ok_image(ok_dir, reference):
     """The written image differs from its (resized) source only inside the written mask."""
-    from defectgen.io.images import _resize_square, read_image
+    from defectgen.io.images import resize_square, read_image
 
     for line in (reference / "manifest.jsonl").read_text().splitlines()[:22]:
         line = json.loads(line)
-        ok = _resize_square(_to3(read_image(ok_dir / line["source"]["file"])), 48)
+        ok = resize_square(_to3(read_image(ok_dir / line["source"]["file"])), 48)
         image = cv2.cvtColor(cv2.imread(str(reference / line["image"])), cv2.COLOR_BGR2RGB)
         mask = cv2.imread(str(reference / line["mask"]), cv2.IMREAD_GRAYSCALE) > 0
         assert np.array_equal(image[~mask], ok[~mask])

@@ -14,9 +14,60 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_recipe_builds_and_runs(path):
-    op = create_op(yaml.safe_load(path.read_text()))
+    from defectgen.generation.job import build_op, class_names
+
+    # the generator's own loader: a recipe may carry class_names beside the operator config
+    op, names = build_op(None, path)
     out = op(torch.rand(8, 3, 128, 128), seed=0)
     assert out.mask.any()
+    class_names(op, names)  # the names, if any, fit the classes the recipe produces
+
+
+DEEPPCB_TEMPLATES = ROOT.parent / "shared" / "data" / "deeppcb_400" / "templates"
+
+
+def pcb_boards(count: int, size: int) -> torch.Tensor:
+    """DeepPCB templates when present, else drawn boards like them: dark copper traces and pads on a bright
+    substrate, binarised."""
+    if DEEPPCB_TEMPLATES.is_dir():
+        from defectgen.io.images import load_folder
+
+        return load_folder(DEEPPCB_TEMPLATES, size, limit=count, channels=1)
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    boards = []
+    for _ in range(count):
+        board = np.full((size, size), 255, np.uint8)
+        for _ in range(12):
+            x1, y1, x2, y2 = (int(v) for v in rng.integers(0, size, 4))
+            cv2.line(board, (x1, y1), (x2, y2), 0, max(2, size // 40))
+            cv2.circle(board, (x2, y2), max(3, size // 30), 0, -1)
+        boards.append(board)
+    return torch.from_numpy(np.stack(boards))[:, None]
+
+
+@pytest.mark.parametrize("size", [320, 640])
+def test_pcb_recipe_on_boards(size):
+    """Every class of the PCB recipe appears over a batch, inside the image, changing copper <-> substrate."""
+    config = yaml.safe_load((ROOT / "recipes" / "pcb_defects.yaml").read_text())
+    names = config.pop("class_names")
+    assert names == ["open", "short", "spurious_copper", "pin_hole"]
+    op = create_op(config)
+    boards = pcb_boards(24, size)
+    out = op(boards, seed=0)
+    assert set(out.label.tolist()) >= {1, 2, 3, 4}
+    assert out.boxes.numel() and out.boxes.min() >= 0 and out.boxes.max() <= size
+    # the defects swap copper and substrate: dark pixels turn bright and bright ones dark
+    before, after = boards[out.mask].float(), out.image[out.mask].float()
+    assert ((before - 127.5) * (after - 127.5) < 0).float().mean() > 0.9
+    from defectgen.foreground import estimate_foreground
+
+    copper = estimate_foreground(boards, "otsu_dark")[out.mask]
+    kind = out.label.view(-1, 1, 1, 1).expand_as(out.mask)[out.mask]
+    # opens and pin holes land on copper (dark), shorts and spurious copper on the substrate
+    assert copper[(kind == 1) | (kind == 4)].all() and not copper[(kind == 2) | (kind == 3)].any()
 
 
 def test_3way_recipe_is_the_preset():

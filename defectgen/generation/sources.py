@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .._rng import index_seed
-from ..io.images import _resize_square, _to_channels, list_images, read_image
+from ..io.images import resize_square, _to_channels, list_images, read_image
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class OkSources:
             if image.shape[0] != self.tile_px or image.shape[1] != self.tile_px:
                 raise ValueError(f"image changed size since it was listed (tile at {source.tile} is cut off)")
         image = _to_channels(np.ascontiguousarray(image), self.channels)
-        image = image if self.size is None else _resize_square(image, self.size)
+        image = image if self.size is None else resize_square(image, self.size)
         return image if image.flags.owndata else image.copy()  # a crop must not pin its whole file in the cache
 
     def pick(self, split: str, position: int) -> Tuple[Source, np.ndarray]:

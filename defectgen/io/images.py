@@ -75,7 +75,7 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
 
 
-def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize an ``(H, W, C)`` image to ``size x size``: INTER_AREA when shrinking (no aliasing), else linear."""
     height, width = image.shape[:2]
     if height == size and width == size:
@@ -89,7 +89,7 @@ def read_image_as(path: PathLike, channels: int, size: Optional[int] = None) -> 
     """:func:`read_image`, converted to ``channels`` (1 or 3) and resized to ``size x size`` unless ``size`` is
     None: the ``(H, W, channels)`` uint8 array every reader of OK images wants."""
     image = _to_channels(read_image(path), channels)
-    return image if size is None else _resize_square(image, size)
+    return image if size is None else resize_square(image, size)
 
 
 def _stack(images: List[np.ndarray]) -> torch.Tensor:
@@ -135,5 +135,5 @@ def default_images(size: int = 256, count: int = 8) -> torch.Tensor:
     count = check_int(count, "count", 1)
     textures = [_to_channels(np.atleast_3d(getattr(skimage.data, name)()), 3) for name in _TEXTURES]
     tiles = [t[:_TILE, :_TILE] for t in textures] + [t[-_TILE:, -_TILE:] for t in textures]
-    tiles = [_resize_square(np.ascontiguousarray(t), size) for t in tiles[:count]]
+    tiles = [resize_square(np.ascontiguousarray(t), size) for t in tiles[:count]]
     return _stack([tiles[i % len(tiles)] for i in range(count)])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .._checks import check_channels, check_int
-from .images import IMAGE_EXTENSIONS, PathLike, _resize_square, _stack, list_images, read_image, read_image_as
+from .images import IMAGE_EXTENSIONS, PathLike, resize_square, _stack, list_images, read_image, read_image_as
 
 GOOD = "good"
 """Folder name of the defect-free images, in ``train/`` and ``test/``."""
@@ -144,8 +144,8 @@ class MVTecLayout:
             image = read_image_as(item.image, channels, None)
             mask = _mask_array(item, image.shape[:2])
             if size is not None:
-                image = _resize_square(image, size)
-                mask = _resize_mask(mask, size)
+                image = resize_square(image, size)
+                mask = resize_mask(mask, size)
             images.append(image)
             masks.append(mask[:, :, None])
         paths = [it.image for it in items]
@@ -233,7 +233,7 @@ def load_mask(item: MVTecItem, size: Optional[int] = None) -> torch.Tensor:
         return torch.zeros(1, size, size, dtype=torch.bool)
     mask = _mask_array(item, read_image(item.image).shape[:2])
     if size is not None:
-        mask = _resize_mask(mask, size)
+        mask = resize_mask(mask, size)
     return torch.from_numpy(mask)[None]
 
 
@@ -269,7 +269,7 @@ def _mask_array(item: MVTecItem, shape) -> np.ndarray:
     return mask
 
 
-def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize of an ``(H, W)`` bool mask to ``size x size`` (pixel centres, as PIL does)."""
     if mask.shape == (size, size):
         return mask

@@ -17,20 +17,20 @@ upsamples the patch scores with Gaussian weights into the anomaly map (:mod:`.lo
 """
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from defectgen._checks import check_channels, check_int, check_number, resolve_device
-from defectgen.generation.progress import Progress
-from defectgen.io.atomic import write_bytes_atomic
 
 from ..data import ImageSource, load_normal_images
 from ..errors import NotAModelFile
+from ..base import as_float, check_images
+from ..registry import read_state, register_detector, save_state
+from ..training import TrainingLoop, cosine_schedule
+from ..types import Prediction
 from .density import GaussianDensity
 from .localization import gaussian_upsample, grad_cam, grid_size, patch_grid
 from .network import DEFAULT_HEAD, CutPasteNet
@@ -45,6 +45,7 @@ _EVAL_CHUNK = 64      # images per forward pass when embedding / scoring
 _PATCH_CHUNK = 512    # patches per forward pass in the patch-level variant
 
 
+@register_detector("cutpaste")
 class CutPasteDetector:
     """The CutPaste anomaly detector (see the module docstring).
 
@@ -67,6 +68,8 @@ class CutPasteDetector:
         seed: seeds the network's initialisation, the batches and the defects; same seed, same model (on the
             same device and library versions).
     """
+
+    FORMAT = FORMAT
 
     def __init__(self, pretext: PretextSpec = "3way", image_size: int = 256, channels: int = 3,
                  level: str = "image", patch_size: Optional[int] = None, patch_stride: int = 4,
@@ -128,6 +131,11 @@ class CutPasteDetector:
                 "momentum": self.momentum, "weight_decay": self.weight_decay,
                 "fit_patches_per_image": self.fit_patches_per_image, "seed": self.seed}
 
+    def describe(self) -> Dict[str, Any]:
+        """The "model" entry of an evaluation report."""
+        return {"detector": "cutpaste", "pretext": self.pretext_record["name"], "config": self.config(),
+                "steps_trained": self.steps_trained}
+
     def __repr__(self) -> str:
         state = f"trained {self.steps_trained} steps" + (", fitted" if self.density.fitted else ", not fitted")
         return (f"CutPasteDetector(pretext={self.pretext_record['name']!r}, image_size={self.image_size}, "
@@ -135,8 +143,9 @@ class CutPasteDetector:
 
     # -- training -------------------------------------------------------------------------------------------------
     def fit(self, data: ImageSource, steps: int = 256, device: Union[str, torch.device, None] = None,
-            progress: Optional[bool] = None,
-            callback: Optional[Callable[[Dict[str, float]], None]] = None) -> "CutPasteDetector":
+            progress: Optional[bool] = None, callback: Optional[Callable[[Dict[str, float]], None]] = None,
+            checkpoint: Optional[Union[str, Path]] = None, checkpoint_every: int = 0,
+            resume: bool = False) -> "CutPasteDetector":
         """Train on the pretext task for ``steps`` steps, then fit the density on ``data``'s embeddings.
 
         Args:
@@ -147,54 +156,63 @@ class CutPasteDetector:
             device: where to train (``"auto"``, ``"cuda"``, ``"cpu"``...); default: where the network is.
             progress: show a progress bar with loss and accuracy on stderr (default: when it is a terminal).
             callback: called after every step with ``{"step", "loss", "accuracy", "lr"}``.
+            checkpoint: file for training checkpoints (network, optimiser, schedule, batch generator), written
+                every ``checkpoint_every`` steps and after the last one.
+            resume: continue the interrupted ``fit`` whose ``checkpoint`` this is (same detector settings, same
+                ``steps``); the result is the model the uninterrupted run gives.
         """
         steps = check_int(steps, "steps", 0)
         if device is not None:
             self.to(device)
         images = load_normal_images(data, self.image_size, self.channels).to(self.device)
-        self._check_images(images, "training images")
+        check_images(images, self.image_size, "training images")
         if len(images) < 2:
             raise ValueError(f"need at least 2 normal training images, got {len(images)}")
         if steps:
             if self.pretext is None:
                 raise ValueError(f"this model's pretext {self.pretext_record['name']!r} could not be rebuilt from "
                                  "the saved file; create a new detector with pretext= to train")
-            self._train(images, steps, progress, callback)
+            self._train(images, steps, progress, callback, checkpoint, checkpoint_every, resume)
+        elif resume:
+            raise ValueError("resume needs steps > 0 (the run to resume)")
         self._fit_density(images)
         return self
 
-    def _train(self, images: torch.Tensor, steps: int, progress: Optional[bool], callback) -> None:
+    def _train(self, images: torch.Tensor, steps: int, progress: Optional[bool], callback, checkpoint,
+               checkpoint_every: int, resume: bool) -> None:
         network = self.network
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps_trained)
+        start = self.steps_trained
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + start)
         optimiser = torch.optim.SGD(network.parameters(), lr=self.learning_rate, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
-        bar = Progress(steps, label="train", enabled=progress, unit="step")
-        network.train()
-        try:
-            for step in range(steps):
-                normals = self._training_batch(images, generator)
-                batch, labels = self.pretext.make_batch(normals, generator)
-                logits, _ = network(batch)
-                loss = F.cross_entropy(logits, labels)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                record = {"step": self.steps_trained + 1, "loss": loss.item(),
-                          "accuracy": float((logits.argmax(1) == labels).float().mean()),
-                          "lr": schedule.get_last_lr()[0]}
-                schedule.step()
-                if not math.isfinite(record["loss"]):
-                    raise FloatingPointError(f"training diverged at step {record['step']} (loss {record['loss']}); "
-                                             "try a lower learning_rate")
-                self.history.append(record)
-                self.steps_trained += 1
-                bar.update(1, f"loss {record['loss']:.3f} acc {record['accuracy']:.3f}")
-                if callback is not None:
-                    callback(record)
-        finally:
-            bar.close()
-            network.eval()
+        loop = TrainingLoop(network, optimiser, cosine_schedule(optimiser, steps), history=self.history,
+                            label="train", unit="step", progress=progress, callback=callback,
+                            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                            extra_state=lambda: {"generator": generator.get_state(), "start": start,
+                                                 "steps": steps})
+        if resume:
+            if checkpoint is None:
+                raise ValueError("resume needs the checkpoint= file of the interrupted run")
+            extra = loop.restore()
+            if int(extra["steps"]) != steps:
+                raise ValueError(f"the checkpoint is of a {int(extra['steps'])}-step run, not {steps} steps")
+            generator.set_state(extra["generator"])
+            start = int(extra["start"])
+            self.steps_trained = start + loop.step
+
+        def step(_: int):
+            normals = self._training_batch(images, generator)
+            batch, labels = self.pretext.make_batch(normals, generator)
+            logits, _ = network(batch)
+            return F.cross_entropy(logits, labels), {"accuracy": (logits.argmax(1) == labels).float().mean()}
+
+        def counted(record):  # the detector's step count follows the loop's, also when a callback raises
+            self.steps_trained = start + loop.step
+            if callback is not None:
+                callback(record)
+
+        loop.callback = counted
+        loop.run(steps, step, first_record_step=start)
 
     def _training_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``batch_size`` normal images (or random patches of them), float in [0, 1], on the training device."""
@@ -230,26 +248,11 @@ class CutPasteDetector:
         self.density = GaussianDensity().fit(embeddings)
 
     # -- scoring -------------------------------------------------------------------------------------------------
-    def _check_images(self, images: torch.Tensor, what: str = "images") -> None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"{what} must be (B, 1 or 3, H, W), got shape {tuple(images.shape)}")
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            h, w = images.shape[-2:]
-            raise ValueError(f"{what} are {h}x{w} px but this model was made for {self.image_size}x{self.image_size} "
-                             f"px images; resize them (e.g. defectgen.io.load_folder(..., size={self.image_size}))")
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"{what} must be uint8 or float in [0, 1], got {images.dtype}")
-
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        self._check_images(images)
+        check_images(images, self.image_size)
         if not self.density.fitted:
             raise RuntimeError("the detector is not fitted: call fit() (or load() a saved model) first")
-        x = _to_float(images.to(self.device))
-        if self.channels == 1 and x.shape[1] == 3:  # a gray model sees colour images as luminance
-            x = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        return x
+        return as_float(images.to(self.device), self.channels)
 
     def _stride(self, stride: Optional[int]) -> int:
         stride = self.patch_stride if stride is None else check_int(stride, "stride", 1)
@@ -298,15 +301,16 @@ class CutPasteDetector:
         Image level: Grad-CAM of the anomaly score on the last conv block. Patch level: the patch scores,
         upsampled with Gaussian weights (``stride`` overrides ``patch_stride`` for this call).
         """
-        return self.predict(images, stride)[1]
+        return self.predict(images, stride).maps
 
-    def predict(self, images: torch.Tensor, stride: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(scores, maps)``, as :meth:`score` and :meth:`anomaly_map` give them, from one pass: the patch
-        scores (patch level) or the forward pass Grad-CAM differentiates (image level) are computed once."""
+    def predict(self, images: torch.Tensor, stride: Optional[int] = None) -> Prediction:
+        """Scores and maps (a :class:`~detectors.types.Prediction`), as :meth:`score` and :meth:`anomaly_map`
+        give them, from one pass: the patch scores (patch level) or the forward pass Grad-CAM differentiates
+        (image level) are computed once."""
         if self.level == "patch":
             stride = self._stride(stride)
             patches = self.patch_scores(images, stride)
-            return patches.flatten(1).amax(1), gaussian_upsample(patches, self.patch_size, stride)
+            return Prediction(patches.flatten(1).amax(1), gaussian_upsample(patches, self.patch_size, stride))
         x = self._prepare(images)
         self.network.eval()
 
@@ -318,7 +322,7 @@ class CutPasteDetector:
             cam, chunk_scores = grad_cam(self.network.feature_map, score_fn, chunk)
             maps.append(cam)
             scores.append(chunk_scores)
-        return torch.cat(scores).to(images.device), torch.cat(maps).to(images.device)
+        return Prediction(torch.cat(scores).to(images.device), torch.cat(maps).to(images.device))
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def save(self, path: Union[str, Path]) -> Path:
@@ -329,11 +333,7 @@ class CutPasteDetector:
                  "pretext": self.pretext_record, "steps_trained": self.steps_trained, "history": self.history,
                  "network": {k: v.cpu() for k, v in self.network.state_dict().items()},
                  "density": self.density.state_dict()}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path = Path(path)
-        write_bytes_atomic(path, buffer.getvalue())
-        return path
+        return save_state(state, path)
 
     @classmethod
     def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
@@ -349,18 +349,12 @@ class CutPasteDetector:
             ValueError: the file does not exist, or the model was made for another image size than
                 ``image_size``.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"model file {str(path)!r} does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle, zip and torch errors all mean "not a model we wrote"
-            raise NotAModelFile(f"{str(path)!r} is not a defectgen CutPaste model file ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0] if str(error) else ''})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise NotAModelFile(f"{str(path)!r} is not a defectgen CutPaste model file (format {found!r}, "
-                             f"expected {FORMAT!r})")
+        return cls.from_state(read_state(path, FORMAT, name="CutPaste"), path, image_size, device)
+
+    @classmethod
+    def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
+                   device: Union[str, torch.device] = "cpu") -> "CutPasteDetector":
+        """A detector from a loaded save (what :func:`detectors.registry.load_detector` calls)."""
         config = dict(state["config"])
         if image_size is not None and int(image_size) != config["image_size"]:
             raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px; "

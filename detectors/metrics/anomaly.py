@@ -499,6 +499,24 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _percent(value: Any) -> str:
+    """A metric in [0, 1] as a percentage with one decimal; ``"-"`` where it is absent (undefined)."""
+    return "-" if value is None else f"{100 * float(value):.1f}"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> list[str]:
+    """The lines of a Markdown table: the first ``left`` columns aligned left (names), the others right (numbers).
+
+    Shared by the anomaly and the box reports (:mod:`detectors.metrics.boxes`) so that both write one table format.
+    """
+    align = [":---"] * left + ["---:"] * (len(header) - left)
+    return [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+    ]
+
+
 def format_markdown(report: dict, title: str = "Anomaly detection") -> str:
     """A report from :func:`evaluate` as a Markdown document: a title and one table with a row "overall" and a row
     per defect type, metrics in percent with one decimal, and the number of images (and anomalous images) each row
@@ -516,20 +534,14 @@ def format_markdown(report: dict, title: str = "Anomaly detection") -> str:
     n_good = int(counts.get(GOOD, 0))
     n_anomalous = sum(int(v) for k, v in counts.items() if k != GOOD)
 
-    def row(name: str, metrics: dict, n_images: int, n_anom: int) -> str:
-        values = [f"{100 * float(metrics[k]):.1f}" if k in metrics else "-" for k in keys]
-        return "| " + " | ".join([_cell(name), str(n_images), str(n_anom), *values]) + " |"
+    def row(name: str, metrics: dict, n_images: int, n_anom: int) -> list[str]:
+        return [name, str(n_images), str(n_anom), *(_percent(metrics.get(k)) for k in keys)]
 
-    lines = [
-        f"# {title}",
-        "",
-        "| " + " | ".join(["subset", "images", "anomalous", *labels]) + " |",
-        "|" + "|".join([":---", "---:", "---:", *["---:"] * len(keys)]) + "|",
-        row("overall", overall, n_good + n_anomalous, n_anomalous),
-    ]
+    rows = [row("overall", overall, n_good + n_anomalous, n_anomalous)]
     for name in sorted(per_defect):
         n = int(counts.get(name, 0))
-        lines.append(row(name, per_defect[name], n_good + n, n))
+        rows.append(row(name, per_defect[name], n_good + n, n))
+    lines = [f"# {title}", "", *_markdown_table(["subset", "images", "anomalous", *labels], rows)]
 
     notes = ["Metrics in %."]
     if per_defect:

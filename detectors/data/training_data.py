@@ -1,0 +1,137 @@
+"""One description of an object detector's training data, turned into a training source.
+
+The four ways an experiment trains a detector — (a) defects made on the fly over OK images, (b) a folder
+``defectgen generate`` wrote, (c) real labelled images, (d) synthetic plus ``k`` real images — are one
+:class:`TrainingData` (what the CLI's ``--ok/--op/--recipe``, ``--data`` and ``--real/--real-count`` fill in,
+and what a study recipe will name), and :func:`build_source` makes the matching source of
+:mod:`~detectors.data.sources`. Classes: synthetic classes come from the operators (or the recipe's
+``class_names``); real classes are renamed onto them with a class map, or everything is one class
+(``agnostic``), because a recipe's names rarely match a data set's.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+
+from ..types import LabelledSet
+from .classmap import parse_class_map
+from .readers import detect_format, read_labelled
+from .sources import LabelledSource, SyntheticSource, choose_real, mix
+
+# the split a training set is read from, by format: generated and real sets train on "train"; an MVTec folder
+# has labels only in "test"; DeepPCB pairs have no splits
+_TRAIN_SPLIT = {"yolo": "train", "coco": "train", "voc": "train", "mvtec": "test", "deeppcb": None}
+
+
+@dataclass
+class TrainingData:
+    """What a detector trains on (see the module docstring); every path is a folder or file on disk.
+
+    Attributes:
+        ok: folder of OK images for on-the-fly defects (with ``ops`` or ``recipe``).
+        ops: operator names (several: one class each); ``recipe``: a YAML operator recipe instead.
+        data: a labelled folder (a ``defectgen generate`` output, or any set :func:`read_labelled` reads).
+        real: a real labelled folder added to the rest; ``real_count``: use only ``k`` of its images,
+            chosen by ``seed`` (0 < k).
+        data_format / real_format: the formats (``"auto"`` detects them); ``data_split`` / ``real_split``: the
+            splits (default: the format's training split).
+        class_map: renames classes of the labelled sets (``"real=synthetic,..."``, a mapping, or a file).
+        agnostic: every defect is one class.
+        defects_per_image, box_margin_px: for the synthetic defects (see
+            :class:`~detectors.data.sources.SyntheticSource`).
+    """
+
+    ok: Optional[str] = None
+    ops: List[str] = field(default_factory=list)
+    recipe: Optional[str] = None
+    data: Optional[str] = None
+    data_format: str = "auto"
+    data_split: Optional[str] = None
+    real: Optional[str] = None
+    real_format: str = "auto"
+    real_split: Optional[str] = None
+    real_count: Optional[int] = None
+    class_map: Optional[Union[str, Dict[str, Optional[str]]]] = None
+    agnostic: bool = False
+    defects_per_image: int = 1
+    box_margin_px: float = 0.0
+
+    def __post_init__(self):
+        if self.ok is None and (self.ops or self.recipe):
+            raise ValueError("ops / recipe make defects over OK images: give ok= (the OK image folder) too")
+        if self.ok is not None and not self.ops and not self.recipe:
+            raise ValueError("ok= needs the defects to make: ops= (operator names) or recipe= (a YAML recipe)")
+        if self.ops and self.recipe:
+            raise ValueError("give either ops= or recipe=, not both")
+        if self.ok is None and self.data is None and self.real is None:
+            raise ValueError("no training data: give ok= with ops= or recipe= (synthetic defects), data= (a "
+                             "labelled folder) and/or real= (real labelled images)")
+        if self.real_count is not None:
+            if self.real is None:
+                raise ValueError("real_count needs real= (the folder the k real images are chosen from)")
+            if int(self.real_count) < 1:
+                raise ValueError(f"real_count must be >= 1, got {self.real_count}")
+        if self.ok is None and (self.defects_per_image != 1 or self.box_margin_px):
+            raise ValueError("defects_per_image and box_margin_px shape the synthetic defects: give ok= too")
+        if self.class_map is not None and self.agnostic:
+            raise ValueError("give either a class map or agnostic=True, not both")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def read_training_set(path: Union[str, Path], format: str, split: Optional[str], image_size: int,
+                      channels: int) -> LabelledSet:
+    """A labelled set for training, read at ``image_size``, from its format's training split by default."""
+    fmt = detect_format(path) if format == "auto" else format
+    return read_labelled(path, fmt, split=split if split is not None else _TRAIN_SPLIT.get(fmt),
+                         size=image_size, channels=channels)
+
+
+def build_source(spec: TrainingData, image_size: int, channels: int = 3,
+                 device: Union[str, torch.device] = "cpu", seed: int = 0):
+    """The training source ``spec`` describes (synthetic, labelled or mixed), at ``image_size``.
+
+    Returns ``(source, description)`` where the description records what was read (counts per class, the
+    real images chosen) for the run's summary.
+    """
+    labelled: Optional[LabelledSet] = None
+    described: Dict[str, Any] = {"spec": spec.to_dict()}
+    for path, fmt, split, what in ((spec.data, spec.data_format, spec.data_split, "data"),
+                                   (spec.real, spec.real_format, spec.real_split, "real")):
+        if path is None:
+            continue
+        part = read_training_set(path, fmt, split, image_size, channels)
+        if what == "real" and spec.real_count is not None:
+            part = choose_real(part, int(spec.real_count), seed)
+            described["real_chosen"] = list(part.names)
+        described[what] = {"format": part.info.get("format"), "split": part.info.get("split"),
+                           "counts": part.counts(), "problems": len(part.info.get("problems", []))}
+        labelled = part if labelled is None else labelled.concat(part)
+    if labelled is not None and spec.class_map is not None:
+        labelled = labelled.mapped(parse_class_map(spec.class_map))
+    if spec.ok is None:
+        source = LabelledSource(labelled, image_size, device, seed, agnostic=spec.agnostic)
+    else:
+        synthetic = SyntheticSource(spec.ok, op=spec.ops or None, recipe=spec.recipe, image_size=image_size,
+                                    channels=channels, device=device, seed=seed, agnostic=spec.agnostic,
+                                    defects_per_image=spec.defects_per_image, box_margin_px=spec.box_margin_px)
+        described["synthetic"] = {"ok_images": len(synthetic), "classes": list(synthetic.class_names)}
+        if labelled is None:
+            source = synthetic
+        else:
+            unknown = sorted(set(labelled.class_names) - set(synthetic.class_names)) if not spec.agnostic else []
+            if unknown:
+                raise ValueError(f"the labelled classes {unknown} are not among the synthetic classes "
+                                 f"{list(synthetic.class_names)}: map them (class_map 'real=synthetic,...') or "
+                                 "train class-agnostic")
+            source = mix(synthetic, labelled, seed=seed)
+    described["classes"] = list(source.class_names)
+    described["images_per_epoch"] = len(source)
+    return source, described
+
+
+__all__ = ["TrainingData", "build_source", "read_training_set"]

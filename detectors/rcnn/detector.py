@@ -1,0 +1,304 @@
+"""FasterRCNNDetector: torchvision's Faster R-CNN trained on synthetic or real defect boxes, on one interface.
+
+Training data is any source of :class:`~detectors.types.TrainingBatch` (:mod:`detectors.data.sources`): defects
+made on the fly over OK images (a fresh draw every epoch, batched on the training device), a folder that
+``defectgen generate`` wrote, real labelled sets, or synthetic plus k real images; a
+:class:`~detectors.types.LabelledSet` is wrapped as a source. Training runs on the shared
+:class:`~detectors.training.TrainingLoop` (progress with loss and ETA, callbacks, checkpoint and resume), with
+AdamW, a linear warm-up and a cosine decay, and seeded: the same seed gives the same model on the same device.
+
+The image-level score of a prediction is the highest box score (0 where no box is found), so an object detector
+sits on the same image-AUROC axis as the anomaly detectors.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+
+from defectgen._checks import check_channels, check_int, check_number, resolve_device
+
+from ..base import as_float, check_images
+from ..registry import read_state, register_detector, save_state
+from ..training import TrainingLoop, cosine_schedule
+from ..types import LabelledSet, Prediction, TrainingBatch
+from .network import BACKBONES, DEFAULT_ANCHORS, build_faster_rcnn
+
+FORMAT = "defectgen.detectors.fasterrcnn/1"
+_PREDICT_CHUNK = 16
+
+
+@register_detector("fasterrcnn")
+class FasterRCNNDetector:
+    """Faster R-CNN (torchvision) for defect boxes (see the module docstring).
+
+    Args:
+        class_names: the defect classes (ids ``1..K``); or give ``num_classes`` for ``class_1..class_K``.
+        image_size: side of the square images it takes (sources resize to it).
+        channels: 1 (gray, repeated to the network's three channels) or 3.
+        backbone: ``"mobilenet_v3"`` (MobileNet-v3-Large FPN, CPU-friendly; default) or ``"resnet50"``.
+        anchor_sizes: RPN anchor sides in pixels (five; see :mod:`.network`).
+        weights_backbone: optional local classification state_dict for the backbone; never downloaded.
+        weights: optional local file to start from: a model saved by :meth:`save` (same classes and backbone).
+        batch_size: images per step.
+        learning_rate, weight_decay: AdamW settings; the rate warms up linearly over ``warmup_steps`` and
+            decays to zero on a cosine over the rest of each :meth:`fit`.
+        flip: flip each training image horizontally / vertically at random (boxes follow): defects rarely
+            have a preferred orientation and the sets are small.
+        seed: seeds the initialisation, the batch order, the defects and the sampling inside the network.
+    """
+
+    FORMAT = FORMAT
+
+    def __init__(self, class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
+                 image_size: int = 320, channels: int = 3, backbone: str = "mobilenet_v3",
+                 anchor_sizes: Sequence[int] = DEFAULT_ANCHORS, weights_backbone: Optional[Union[str, Path]] = None,
+                 weights: Optional[Union[str, Path]] = None, trainable_backbone_layers: Optional[int] = None,
+                 batch_size: int = 4, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
+                 warmup_steps: int = 100, flip: bool = True, box_score_thresh: float = 0.001,
+                 detections_per_image: int = 100, seed: int = 0):
+        self._set_config(class_names, num_classes, image_size, channels, backbone, anchor_sizes, weights_backbone,
+                         weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps,
+                         flip, box_score_thresh, detections_per_image, seed)
+        self.network = self._build(load_backbone=True)
+        if weights is not None:
+            self._load_weights(Path(weights))
+        self.history: List[Dict[str, float]] = []
+        self.epochs_trained = 0
+        self.steps_trained = 0
+
+    def _set_config(self, class_names, num_classes, image_size, channels, backbone, anchor_sizes, weights_backbone,
+                    weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps, flip,
+                    box_score_thresh, detections_per_image, seed) -> None:
+        if class_names is None:
+            if num_classes is None:
+                raise ValueError("give class_names (or num_classes)")
+            class_names = [f"class_{k + 1}" for k in range(check_int(num_classes, "num_classes", 1))]
+        elif num_classes is not None and int(num_classes) != len(class_names):
+            raise ValueError(f"num_classes={num_classes} but {len(class_names)} class_names")
+        self.class_names = [str(c) for c in class_names]
+        if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names must be distinct and non-empty, got {self.class_names}")
+        self.image_size = check_int(image_size, "image_size", 32)
+        self.channels = check_channels(channels)
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
+        self.backbone = backbone
+        self.anchor_sizes = [check_int(s, "anchor_sizes[]", 1) for s in anchor_sizes]
+        self.weights_backbone = None if weights_backbone is None else str(weights_backbone)
+        self.trainable_backbone_layers = trainable_backbone_layers
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.learning_rate = check_number(learning_rate, "learning_rate", 0.0)
+        self.weight_decay = check_number(weight_decay, "weight_decay", 0.0)
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
+        self.flip = bool(flip)
+        self.box_score_thresh = check_number(box_score_thresh, "box_score_thresh", 0.0, 1.0)
+        self.detections_per_image = check_int(detections_per_image, "detections_per_image", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.weights = None if weights is None else str(weights)
+
+    def _build(self, load_backbone: bool):
+        """The network; ``load_backbone=False`` keeps a pretrained backbone's layout (frozen batch norm) without
+        reading its file, for a saved model whose weights replace it anyway."""
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global stream
+            torch.manual_seed(self.seed)
+            network = build_faster_rcnn(len(self.class_names), self.image_size, self.backbone, self.anchor_sizes,
+                                        self.weights_backbone if load_backbone else None,
+                                        self.trainable_backbone_layers, self.box_score_thresh,
+                                        self.detections_per_image, frozen_norm=self.weights_backbone is not None)
+        return network.eval()
+
+    def _load_weights(self, path: Path) -> None:
+        state = read_state(path, FORMAT, name="Faster R-CNN")
+        if state["class_names"] != self.class_names or state["config"]["backbone"] != self.backbone:
+            raise ValueError(f"weights {str(path)!r} are a {state['config']['backbone']} model of classes "
+                             f"{state['class_names']}, not {self.backbone} of {self.class_names}")
+        self.network.load_state_dict(state["network"])
+
+    # -- interface ------------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def to(self, device: Union[str, torch.device]) -> "FasterRCNNDetector":
+        self.network.to(resolve_device(device))
+        return self
+
+    def config(self) -> Dict[str, Any]:
+        return {"class_names": list(self.class_names), "image_size": self.image_size, "channels": self.channels,
+                "backbone": self.backbone, "anchor_sizes": list(self.anchor_sizes),
+                "weights_backbone": self.weights_backbone, "weights": self.weights,
+                "trainable_backbone_layers": self.trainable_backbone_layers, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                "warmup_steps": self.warmup_steps, "flip": self.flip, "box_score_thresh": self.box_score_thresh,
+                "detections_per_image": self.detections_per_image, "seed": self.seed}
+
+    def describe(self) -> Dict[str, Any]:
+        return {"detector": "fasterrcnn", "backbone": self.backbone, "class_names": list(self.class_names),
+                "config": self.config(), "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained}
+
+    def __repr__(self) -> str:
+        return (f"FasterRCNNDetector({self.backbone}, classes={self.class_names}, image_size={self.image_size}; "
+                f"trained {self.epochs_trained} epochs)")
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def fit(self, data, epochs: int = 30, device: Union[str, torch.device, None] = None,
+            progress: Optional[bool] = None, callback: Optional[Callable[[Dict[str, float]], None]] = None,
+            checkpoint: Optional[Union[str, Path]] = None, resume: bool = False) -> "FasterRCNNDetector":
+        """Train for ``epochs`` passes over ``data``.
+
+        Args:
+            data: a training source (:mod:`detectors.data.sources`: synthetic, labelled or mixed) or a
+                :class:`~detectors.types.LabelledSet`; its class names must be this detector's.
+            device: where to train (``"auto"``, ``"cuda"``, ``"cpu"``...); default: where the network is.
+            progress: progress bar with loss and ETA on stderr (default: when it is a terminal).
+            callback: called after every step with ``{"step", "epoch", "loss", "loss_classifier", ...}``.
+            checkpoint: file written after every epoch (network, optimiser, schedule, RNG state).
+            resume: continue the interrupted ``fit`` whose ``checkpoint`` this is (same settings and epochs).
+        """
+        epochs = check_int(epochs, "epochs", 1)
+        if device is not None:
+            self.to(device)
+        source = self._as_source(data)
+        steps_per_epoch = math.ceil(len(source) / self.batch_size)
+        steps = epochs * steps_per_epoch
+        network = self.network
+        params = [p for p in network.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        schedule = cosine_schedule(optimiser, steps, warmup=min(self.warmup_steps, steps // 4))
+        start_epochs, start_steps = self.epochs_trained, self.steps_trained
+        flips = torch.Generator().manual_seed(self.seed * 7919 + start_epochs)
+        loop = TrainingLoop(network, optimiser, schedule, history=self.history, label="train fasterrcnn",
+                            unit="step", progress=progress, checkpoint=checkpoint, checkpoint_every=steps_per_epoch,
+                            extra_state=lambda: {"flips": flips.get_state(), "rng": torch.get_rng_state(),
+                                                 "epochs": epochs, "start_epochs": start_epochs,
+                                                 "start_steps": start_steps})
+        with torch.random.fork_rng(devices=[]):
+            # torchvision samples RPN / box proposals with the global generator: seed it for this fit only
+            torch.manual_seed(self.seed * 1_000_003 + start_epochs)
+            if resume:
+                if checkpoint is None:
+                    raise ValueError("resume needs the checkpoint= file of the interrupted run")
+                extra = loop.restore()
+                if int(extra["epochs"]) != epochs:
+                    raise ValueError(f"the checkpoint is of a {int(extra['epochs'])}-epoch run, not {epochs} epochs")
+                flips.set_state(extra["flips"])
+                torch.set_rng_state(extra["rng"])
+                start_epochs, start_steps = int(extra["start_epochs"]), int(extra["start_steps"])
+            batches = {"epoch": -1, "iter": None}
+
+            def step(i: int):
+                epoch, index = divmod(i, steps_per_epoch)
+                if batches["epoch"] != epoch:
+                    batches["epoch"], batches["iter"] = epoch, iter(source.epoch(start_epochs + epoch, self.batch_size))
+                    for _ in range(index):  # resumed mid-epoch: skip the batches already trained on
+                        next(batches["iter"])
+                batch = next(batches["iter"])
+                images, targets = self._targets(batch, flips)
+                losses = network(images, targets)
+                return sum(losses.values()), {"epoch": start_epochs + epoch + 1,
+                                              **{k: v.detach() for k, v in losses.items()}}
+
+            def counted(record):
+                self.steps_trained = start_steps + loop.step
+                self.epochs_trained = start_epochs + loop.step // steps_per_epoch
+                if callback is not None:
+                    callback(record)
+
+            loop.callback = counted
+            loop.run(steps, step, first_record_step=start_steps)
+        return self
+
+    def _as_source(self, data):
+        if isinstance(data, LabelledSet):
+            from ..data.sources import LabelledSource
+
+            data = LabelledSource(data, self.image_size, device=self.device, seed=self.seed)
+        if not hasattr(data, "epoch") or not hasattr(data, "class_names"):
+            raise TypeError("data must be a LabelledSet or a training source from detectors.data.sources, got "
+                            f"{type(data).__name__}")
+        if list(data.class_names) != self.class_names:
+            raise ValueError(f"the training data's classes {list(data.class_names)} are not this detector's "
+                             f"{self.class_names}; map them (LabelledSet.mapped / agnostic) or build the detector "
+                             "with the data's class names")
+        if len(data) == 0:
+            raise ValueError("the training data holds no images")
+        return data
+
+    def _targets(self, batch: TrainingBatch, flips: torch.Generator):
+        """torchvision's input: a list of float images in [0, 1] (3 channels) and their target dicts."""
+        images = self._network_input(batch.images.to(self.device))
+        size = images.shape[-1]
+        boxes = [b.to(self.device, torch.float32) for b in batch.boxes]
+        labels = [lab.to(self.device, torch.int64) for lab in batch.labels]
+        if self.flip:
+            flip = torch.rand(len(images), 2, generator=flips) < 0.5
+            h, v = flip[:, 0].to(self.device), flip[:, 1].to(self.device)
+            images = torch.where(h[:, None, None, None], images.flip(-1), images)
+            images = torch.where(v[:, None, None, None], images.flip(-2), images)
+            boxes = [_flip_boxes(b, bool(fh), bool(fv), size) for b, fh, fv in zip(boxes, flip[:, 0], flip[:, 1])]
+        targets = []
+        for b, lab in zip(boxes, labels):
+            keep = (b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)  # torchvision rejects degenerate boxes
+            targets.append({"boxes": b[keep], "labels": lab[keep]})
+        return list(images), targets
+
+    def _network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Float [0, 1] images in the model's channels, repeated to the three channels torchvision's model takes."""
+        return as_float(images, self.channels).expand(-1, 3, -1, -1)
+
+    # -- prediction -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """Boxes (input pixels), box scores and class ids per image; the image score is the top box score."""
+        check_images(images, self.image_size)
+        self.network.eval()
+        boxes, scores, labels = [], [], []
+        for chunk in images.split(_PREDICT_CHUNK):
+            for out in self.network(list(self._network_input(chunk.to(self.device)))):
+                boxes.append(out["boxes"].to(images.device))
+                scores.append(out["scores"].to(images.device))
+                labels.append(out["labels"].to(images.device))
+        return Prediction.from_boxes(boxes, scores, labels, device=images.device)
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the model (network, settings, classes, training history) to ``path`` atomically."""
+        state = {"format": FORMAT, "config": self.config(), "class_names": list(self.class_names),
+                 "network": {k: v.cpu() for k, v in self.network.state_dict().items()},
+                 "history": self.history, "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained}
+        return save_state(state, path)
+
+    @classmethod
+    def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
+             device: Union[str, torch.device] = "cpu") -> "FasterRCNNDetector":
+        """Read a model written by :meth:`save` (a file, or a training run's folder)."""
+        return cls.from_state(read_state(path, FORMAT, name="Faster R-CNN"), path, image_size, device)
+
+    @classmethod
+    def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
+                   device: Union[str, torch.device] = "cpu") -> "FasterRCNNDetector":
+        config = dict(state["config"])
+        if image_size is not None and int(image_size) != config["image_size"]:
+            raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px")
+        det = cls.__new__(cls)
+        det._set_config(num_classes=None, **config)
+        det.network = det._build(load_backbone=False)  # the saved weights replace any starting files
+        det.network.load_state_dict(state["network"])
+        det.history = list(state["history"])
+        det.epochs_trained = int(state["epochs_trained"])
+        det.steps_trained = int(state["steps_trained"])
+        return det.to(device)
+
+
+def _flip_boxes(boxes: torch.Tensor, horizontal: bool, vertical: bool, size: int) -> torch.Tensor:
+    if horizontal:
+        boxes = torch.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], 1)
+    if vertical:
+        boxes = torch.stack([boxes[:, 0], size - boxes[:, 3], boxes[:, 2], size - boxes[:, 1]], 1)
+    return boxes
+
+
+__all__ = ["FasterRCNNDetector", "FORMAT"]

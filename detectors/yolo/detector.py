@@ -1,0 +1,636 @@
+"""YOLODetector: an ultralytics YOLO object detector trained on defectgen data, behind the detector interface.
+
+ultralytics (AGPL-3.0) is an optional extra (``pip install 'defectgen[yolo]'``): this module imports without it,
+and the detector asks for it when it is created. What the wrapper decides, and why:
+
+- **Data.** ultralytics trains from a ``data.yaml`` on disk and writes caches next to the labels, so the training
+  data — a :class:`~detectors.types.LabelledSet`, or a training source (labelled, synthetic, mixed) — is written
+  as a YOLO set *inside the run folder* (``<out>/data``, PNG at ``image_size``, absolute paths in its
+  ``data.yaml``; see :mod:`.yoloset`). The user's data folders are only read.
+- **Fresh synthetic defects every epoch** come from a custom ultralytics dataset that paints the defect where
+  the OK image is loaded, seeded by (seed, epoch, image) with the epoch carried by the sampler's indices, rather
+  than from rewriting files at each epoch start: the dataset's in-memory labels and mosaic buffer, and
+  dataloader workers that prefetch the next epoch before ``on_train_epoch_start``, would see a mix of old and
+  new files. The same seed gives the same defects at the same epoch whatever the number of workers, and a
+  resumed run draws the defects the uninterrupted run would have drawn (:mod:`.dataset`).
+- **Offline.** Nothing is downloaded and no integration runs (:mod:`.offline`): ultralytics is imported with
+  ``YOLO_OFFLINE`` and a private settings folder, integrations are switched off in memory and their callbacks
+  dropped, the data dictionary is built without ``check_det_dataset`` (which fetches a font), ``plots=False``
+  (fonts), ``amp=False`` (the AMP check downloads weights; training is fp32), no final re-validation of
+  ``best.pt``, and ``Model.train`` (its PyPI update check) is not used: the trainer is driven directly.
+- **Seeded.** The network's initialisation, ultralytics' ``seed`` with ``deterministic=True``, the shuffling
+  and the augmentations (seeded by ultralytics from ``seed``) and the synthetic defects: the same seed gives the
+  same model on the same device and library versions. The global random streams, the deterministic-algorithm
+  flags and the thread count ultralytics changes are restored after each fit.
+- **The model kept** is ultralytics' final model: the exponential moving average of the weights after the last
+  epoch (what ``last.pt`` holds, taken before ultralytics rounds it to fp16). ``best.pt`` is not used: it is
+  chosen on the validation images, and the detector selects nothing on data it may be evaluated on. Early
+  stopping is off for the same reason (``patience=0``); the validation images only monitor the fit.
+- **Optimiser steps.** ultralytics accumulates gradients up to a nominal batch of 64 images; here the nominal
+  batch is ``batch_size`` (one optimiser step per batch), so short runs on small sets really train. Pass
+  ``train_args={"nbs": 64}`` for ultralytics' behaviour.
+- **Resume.** ``fit(..., out=run, resume=True)`` continues an interrupted fit from ultralytics' ``last.pt`` in the
+  run folder (written atomically at each epoch end) with the same settings and data. It continues from that
+  checkpoint; it is not bit-identical to an uninterrupted run, because ultralytics restarts from the checkpoint's
+  (fp16) EMA weights and a fresh shuffling stream.
+- **Prediction** runs the network directly (eval mode, a ``(B, 3, S, S)`` float batch) and ultralytics' NMS with a
+  low confidence threshold suited to mAP, not ``YOLO.predict`` with its own image I/O, letterboxing and
+  side effects. NMS gets no time limit, so the boxes do not depend on the machine's speed.
+- **Saves** hold tensors and plain data only (``torch.load(weights_only=True)``): the network is rebuilt from the
+  model yaml dict it was made from, not unpickled from an ultralytics checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from defectgen._checks import check_channels, check_int, check_number, resolve_device
+from defectgen.generation.progress import Progress
+from defectgen.io.atomic import write_text_atomic
+
+from ..base import check_images
+from ..registry import read_state, register_detector, save_state
+from ..types import AGNOSTIC_CLASS, Prediction
+from .offline import MISSING, import_ultralytics, quiet_offline
+from .yoloset import prepare_run_data, source_class_names, split_sources, to_channels
+
+FORMAT = "defectgen.detectors.yolo/1"
+"""Written into every saved model; :meth:`YOLODetector.load` refuses files without it."""
+
+RUN_FORMAT = "defectgen.detectors.yolo.run/1"
+RUN_STATE = "yolo-run.json"
+"""The run folder's record of a fit (settings, data fingerprint, epoch records) that ``resume`` checks."""
+RUN_DATA = "data"
+RUN_TRAINER = "ultralytics"
+"""ultralytics' own folder inside the run folder (``weights/last.pt``, ``results.csv``, ``args.yaml``)."""
+
+DEFAULT_MODEL = "yolov8n.yaml"
+
+# ultralytics training arguments the detector sets itself; the five hyperparameters have constructor arguments
+_MANAGED = {"data", "model", "epochs", "imgsz", "batch", "device", "workers", "seed", "deterministic", "project",
+            "name", "exist_ok", "plots", "amp", "resume", "pretrained", "val", "rect", "single_cls", "fraction",
+            "time", "task", "mode", "classes", "cfg"}
+_HYPER = {"optimizer": "optimizer", "lr0": "learning_rate", "momentum": "momentum", "weight_decay": "weight_decay",
+          "warmup_epochs": "warmup_epochs"}
+_PREDICT_CHUNK = 32
+
+
+@register_detector("yolo")
+class YOLODetector:
+    """An ultralytics YOLO detector (see the module docstring).
+
+    Args:
+        class_names: the defect classes (id ``k + 1`` is ``class_names[k]``). Without it (and without
+            ``num_classes``) the detector takes the training data's classes at its first ``fit``.
+        num_classes: the number of classes when the names should come from the data (must then match it).
+        image_size: side of the square images it takes (a multiple of the network's stride, 32).
+        channels: 1 (gray) or 3 (RGB); gray images are repeated to the network's three channels, colour
+            images given to a gray model are turned into luminance first.
+        model: an ultralytics model yaml: a name such as ``"yolov8n.yaml"``, ``"yolo11n.yaml"``, ``"yolo26n.yaml"``
+            (the letter picks the scale) or a local ``.yaml`` file. The network starts from random weights.
+        weights: optional local file to start from: an ultralytics ``.pt`` checkpoint (a pickle: only files you
+            trust), a state dict, or a defectgen YOLO model; layers whose names and shapes match are copied.
+            Never downloaded.
+        batch_size: images per training batch (and per optimiser step, see the module docstring).
+        optimizer: ultralytics' optimiser name: ``"SGD"``, ``"AdamW"``, ``"Adam"``, ``"RMSprop"``... or
+            ``"auto"`` (its rule: AdamW with a learning rate from the class count for short runs, ignoring
+            ``learning_rate``; MuSGD for long ones).
+        learning_rate, momentum, weight_decay, warmup_epochs: ultralytics' ``lr0``, ``momentum``,
+            ``weight_decay``, ``warmup_epochs`` (its defaults).
+        train_args: any other ultralytics training argument (JSON-able), e.g. ``{"mosaic": 0.0, "cos_lr": True,
+            "nbs": 64}``; the ones the detector manages (data, devices, folders, seed...) are refused.
+        conf_threshold, iou_threshold, max_det: the NMS settings of :meth:`predict` (a low confidence threshold
+            keeps the low-score boxes mAP needs).
+        seed: seeds the initialisation, ultralytics' training and the synthetic defects.
+        device: where the network lives and trains (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``).
+
+    Raises:
+        ImportError: ultralytics is not installed.
+        ValueError: a bad setting, a model yaml that does not exist, a missing weights file.
+    """
+
+    FORMAT = FORMAT
+
+    def __init__(self, class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
+                 image_size: int = 320, channels: int = 3, model: str = DEFAULT_MODEL,
+                 weights: Optional[Union[str, Path]] = None, batch_size: int = 16, optimizer: str = "auto",
+                 learning_rate: float = 0.01, momentum: float = 0.937, weight_decay: float = 0.0005,
+                 warmup_epochs: float = 3.0, train_args: Optional[Mapping[str, Any]] = None,
+                 conf_threshold: float = 0.001, iou_threshold: float = 0.7, max_det: int = 100, seed: int = 0,
+                 device: Union[str, torch.device] = "cpu"):
+        import_ultralytics()
+        if class_names is not None:
+            if isinstance(class_names, str) or not len(class_names):
+                raise ValueError(f"class_names must be a non-empty list of names, got {class_names!r}")
+            names = [str(n) for n in class_names]
+            if len(set(names)) != len(names):
+                raise ValueError(f"class_names must be unique, got {names}")
+            if num_classes is not None and check_int(num_classes, "num_classes", 1) != len(names):
+                raise ValueError(f"num_classes={num_classes} but class_names has {len(names)} names")
+        elif num_classes is not None:
+            k = check_int(num_classes, "num_classes", 1)
+            names = [AGNOSTIC_CLASS] if k == 1 else [f"class_{i + 1}" for i in range(k)]
+        else:
+            names = [AGNOSTIC_CLASS]
+        self.class_names: List[str] = names
+        # where the names come from: "given", "count" (num_classes: names from the data) or "data" (anything)
+        self._names_source = "given" if class_names is not None else "count" if num_classes is not None else "data"
+        self.image_size = check_int(image_size, "image_size", 32)
+        self.channels = check_channels(channels)
+        if not isinstance(model, (str, Path)) or not str(model).lower().endswith((".yaml", ".yml")):
+            raise ValueError(f"model must be an ultralytics model yaml (e.g. 'yolov8n.yaml', 'yolo11n.yaml' or a local "
+                             f".yaml file), got {model!r}; start from trained weights with weights=")
+        if "://" in str(model):
+            raise ValueError(f"model must be a yaml name or a local file, not a URL: {model!r}")
+        self.model = str(model)
+        self.weights = None if weights is None else str(weights)
+        self.batch_size = check_int(batch_size, "batch_size", 2)
+        if not isinstance(optimizer, str):
+            raise TypeError(f"optimizer must be a name such as 'auto', 'SGD' or 'AdamW', got {optimizer!r}")
+        self.optimizer = optimizer
+        self.learning_rate = check_number(learning_rate, "learning_rate", 0.0)
+        self.momentum = check_number(momentum, "momentum", 0.0, 1.0)
+        self.weight_decay = check_number(weight_decay, "weight_decay", 0.0)
+        self.warmup_epochs = check_number(warmup_epochs, "warmup_epochs", 0.0)
+        self.train_args = _check_train_args(train_args)
+        self.conf_threshold = check_number(conf_threshold, "conf_threshold", 0.0, 1.0)
+        self.iou_threshold = check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
+        self.max_det = check_int(max_det, "max_det", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.history: List[Dict[str, Any]] = []
+        self.epochs_trained = 0
+        self._build_network(resolve_device(device))
+
+    # -- set-up -------------------------------------------------------------------------------------------------
+    def _build_network(self, device: torch.device) -> None:
+        """A randomly initialised network (seeded) for the current classes, plus ``weights`` if given."""
+        from ultralytics.nn.tasks import yaml_model_load
+
+        with quiet_offline():
+            try:
+                cfg = yaml_model_load(self.model)
+            except FileNotFoundError:
+                raise ValueError(f"model yaml {self.model!r} not found: name one ultralytics ships (e.g. "
+                                 "'yolov8n.yaml', 'yolo11n.yaml') or a local .yaml file") from None
+        self.network, self.model_yaml = _network_from_yaml(cfg, len(self.class_names), self.seed)
+        stride = int(self.network.stride.max())
+        if self.image_size % stride:
+            raise ValueError(f"image_size must be a multiple of the network's stride {stride}, got {self.image_size}")
+        if self.weights is not None:
+            _transfer_weights(self.network, self.weights)
+        self.network.to(device).eval()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def to(self, device: Union[str, torch.device]) -> "YOLODetector":
+        """Move the network to ``device`` (``"auto"``: CUDA when available); training happens there too."""
+        self.network.to(resolve_device(device))
+        return self
+
+    def config(self) -> Dict[str, Any]:
+        """The constructor arguments (JSON-able); a saved model records them."""
+        return {"class_names": list(self.class_names), "num_classes": self.num_classes,
+                "image_size": self.image_size, "channels": self.channels, "model": self.model,
+                "weights": self.weights, "batch_size": self.batch_size, "optimizer": self.optimizer,
+                "learning_rate": self.learning_rate, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "warmup_epochs": self.warmup_epochs, "train_args": dict(self.train_args),
+                "conf_threshold": self.conf_threshold, "iou_threshold": self.iou_threshold, "max_det": self.max_det,
+                "seed": self.seed, "device": str(self.device)}
+
+    def describe(self) -> Dict[str, Any]:
+        """The "model" entry of an evaluation report."""
+        return {"detector": "yolo", "model": self.model, "config": self.config(),
+                "epochs_trained": self.epochs_trained, "class_names": list(self.class_names)}
+
+    def __repr__(self) -> str:
+        return (f"YOLODetector(model={self.model!r}, classes={self.class_names}, image_size={self.image_size}, "
+                f"channels={self.channels}; trained {self.epochs_trained} epochs)")
+
+    def _adopt_class_names(self, names: Sequence[str]) -> None:
+        """Take the data's classes when the detector was not given names (see ``class_names``)."""
+        if self._names_source == "given" or list(names) == self.class_names:
+            return
+        if self._names_source == "count":
+            if len(names) != self.num_classes:
+                raise ValueError(f"the training data has {len(names)} classes {list(names)} but the detector was made "
+                                 f"for num_classes={self.num_classes}; pass class_names= to map them")
+            self.class_names = list(names)
+            return
+        if self.epochs_trained or self.weights is not None:
+            if len(names) != self.num_classes:
+                raise ValueError(f"the training data has classes {list(names)} but this detector was trained for "
+                                 f"{self.class_names}; create it with class_names= naming them all")
+            self.class_names = list(names)
+            return
+        # untrained, names from the data: rebuild the (seeded, random) network for the data's class count
+        self.class_names = list(names)
+        self._build_network(self.device)
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def fit(self, data: Any, epochs: int = 10, out: Optional[Union[str, Path]] = None, resume: bool = False,
+            progress: Optional[bool] = None, callback: Optional[Callable[[Dict[str, Any]], None]] = None,
+            workers: int = 0, val: Any = None, verbose: bool = False,
+            device: Union[str, torch.device, None] = None) -> "YOLODetector":
+        """Train for ``epochs`` epochs with ultralytics (continuing from the current weights).
+
+        Args:
+            data: a :class:`~detectors.types.LabelledSet` (resized to ``image_size``), or a training source from
+                :mod:`detectors.data.sources`: labelled, synthetic (a fresh defect on every OK image every epoch)
+                or mixed.
+            epochs: epochs of this fit (the learning-rate schedule spans them).
+            out: the run folder (``data/``, ``ultralytics/weights/last.pt``, ``yolo-run.json``); default: a
+                temporary folder removed afterwards (no resume then).
+            resume: continue the interrupted fit in ``out`` (same data, settings and ``epochs``).
+            progress: show a progress bar with the losses and ETA on stderr (default: when it is a terminal).
+            callback: called after every epoch with its record: ``"epoch"`` (counting every fit of this
+                detector), ``"loss"`` (the sum of the model's loss terms, each also given: ``"box_loss"``,
+                ``"cls_loss"``, ``"dfl_loss"`` for YOLOv8 / 11; YOLO26 has ``"l1_loss"``), ``"seconds"``, ``"lr"``
+                and ``"precision"``, ``"recall"``, ``"mAP50"``, ``"mAP50-95"`` on the validation images (after
+                every epoch, or only the last with ``val=False``). The detector keeps them in ``history``. A
+                callback that raises stops the fit, which ``resume`` continues from the last finished epoch.
+            workers: dataloader worker processes (ultralytics uses none on CPU).
+            val: validation images: ``None`` (up to 8 of the training images, a monitor of the fit), a
+                :class:`~detectors.types.LabelledSet`, or ``False`` (validate only after the last epoch).
+            verbose: let ultralytics print its own log and progress bars.
+            device: where to train (``"auto"``, ``"cuda"``, ``"cpu"``...); default: where the network is. The
+                network stays there afterwards.
+        """
+        epochs = check_int(epochs, "epochs", 1)
+        workers = check_int(workers, "workers", 0)
+        if resume and out is None:
+            raise ValueError("resume needs out=, the run folder of the interrupted fit")
+        if device is not None:
+            self.to(device)
+        sets, synthetic = split_sources(data)
+        if workers and any(torch.device(getattr(s, "device", "cpu")).type != "cpu" for s in synthetic):
+            raise ValueError("a synthetic source on a GPU paints its defects in the training process: use workers=0 "
+                             "(or build the source on the CPU)")
+        found = source_class_names(sets, synthetic)
+        declared = [str(n) for n in getattr(data, "class_names", ())]  # a source's own order, when it has one
+        self._adopt_class_names(declared + [n for n in found if n not in declared])
+        temporary = out is None
+        run = Path(tempfile.mkdtemp(prefix="defectgen-yolo-run-") if temporary else out).resolve()
+        try:
+            if resume:
+                state = self._resume_state(run, epochs)
+            else:
+                _clear_run(run)
+            with _preserved_global_state(), quiet_offline(verbose):
+                run_data = prepare_run_data(sets, synthetic, self.class_names, self.image_size, self.channels,
+                                            self.seed, run / RUN_DATA, val=val)
+                if resume:
+                    if state["data_fingerprint"] != run_data.fingerprint:
+                        raise ValueError(f"resume needs the data of the interrupted fit in {str(run)!r}; this data "
+                                         "differs (start a new fit without resume)")
+                else:
+                    state = {"format": RUN_FORMAT, "config": self.config(), "epochs": epochs,
+                             "before": {"epochs_trained": self.epochs_trained, "history": list(self.history)},
+                             "data_fingerprint": run_data.fingerprint, "records": [], "finished": False}
+                    _write_state(run, state)
+                self._train(run, run_data, state, epochs, resume, progress, callback, workers, val, verbose)
+        finally:
+            if temporary:
+                shutil.rmtree(run, ignore_errors=True)
+        return self
+
+    def _resume_state(self, run: Path, epochs: int) -> Dict[str, Any]:
+        path = run / RUN_STATE
+        if not path.is_file():
+            raise ValueError(f"nothing to resume: {str(run)!r} holds no {RUN_STATE} (not a yolo run folder)")
+        state = json.loads(path.read_text())
+        if state.get("format") != RUN_FORMAT:
+            raise ValueError(f"{str(path)!r} is not a yolo run record")
+        if state["finished"]:
+            raise ValueError(f"the fit in {str(run)!r} finished; there is nothing to resume")
+        if int(state["epochs"]) != epochs:
+            raise ValueError(f"the fit in {str(run)!r} was for {state['epochs']} epochs, not {epochs}")
+        mine = {k: v for k, v in self.config().items() if k != "device"}
+        theirs = {k: v for k, v in state["config"].items() if k != "device"}
+        if mine != theirs:
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"resume needs the settings of the interrupted fit; these differ: {changed}")
+        if not (run / RUN_TRAINER / "weights" / "last.pt").is_file():
+            raise ValueError(f"nothing to resume: {str(run)!r} has no checkpoint yet (the fit stopped in its first "
+                             "epoch); start it again without resume")
+        return state
+
+    def _overrides(self, run: Path, run_data, epochs: int, workers: int, val: Any, verbose: bool) -> Dict[str, Any]:
+        device = self.device
+        args = {"model": self.model, "data": str(run_data.yaml_path), "epochs": epochs, "imgsz": self.image_size,
+                "batch": self.batch_size, "workers": workers, "seed": self.seed, "deterministic": True,
+                "device": "cpu" if device.type == "cpu" else str(device.index if device.index is not None
+                                                                   else torch.cuda.current_device()),
+                "project": str(run), "name": RUN_TRAINER, "exist_ok": True, "plots": False, "amp": False,
+                "verbose": verbose, "val": val is not False, "pretrained": False, "rect": False, "single_cls": False,
+                "fraction": 1.0, "time": None, "task": "detect", "mode": "train", "optimizer": self.optimizer,
+                "lr0": self.learning_rate, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "warmup_epochs": self.warmup_epochs, "nbs": self.batch_size, "patience": 0, "save": True,
+                "save_period": -1}
+        args.update(self.train_args)
+        return args
+
+    def _train(self, run: Path, run_data, state: Dict[str, Any], epochs: int, resume: bool,
+               progress: Optional[bool], callback, workers: int, val: Any, verbose: bool) -> None:
+        from .dataset import DefectgenTrainer
+
+        overrides = self._overrides(run, run_data, epochs, workers, val, verbose)
+        if resume:
+            overrides["resume"] = str(run / RUN_TRAINER / "weights" / "last.pt")
+        threads = torch.get_num_threads()
+        trainer = DefectgenTrainer(overrides=overrides, data=run_data.data, synthetic=run_data.synthetic)
+        torch.set_num_threads(threads)  # ultralytics' select_device sets its own count (cores - 1) on CPU
+        if not resume:
+            trainer.model = copy.deepcopy(self.network)  # training continues from the current weights
+        base = int(state["before"]["epochs_trained"])
+        records: List[Dict[str, Any]] = list(state["records"])
+        bar: List[Progress] = []
+
+        def on_train_start(t) -> None:
+            batches = len(t.train_loader)
+            records[:] = records[:t.start_epoch]  # a resumed run keeps the records its checkpoint covers
+            bar.append(Progress(epochs * batches, already=t.start_epoch * batches, label="yolo", enabled=progress,
+                                unit="batch"))
+
+        def on_train_batch_end(t) -> None:
+            if bar:
+                losses = _losses(t)
+                bar[0].update(1, f"epoch {t.epoch + 1}/{epochs} " + " ".join(
+                    f"{k.replace('_loss', '')} {v:.3f}" for k, v in losses.items()))
+
+        def on_fit_epoch_end(t) -> None:
+            record = _epoch_record(t, base)
+            records.append(record)
+            state["records"] = list(records)
+            _write_state(run, state)
+            if callback is not None:
+                callback(record)
+
+        trainer.add_callback("on_train_start", on_train_start)
+        trainer.add_callback("on_train_batch_end", on_train_batch_end)
+        trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+        try:
+            trainer.train()
+        finally:
+            if bar:
+                bar[0].close()
+        ema = trainer.ema.ema if trainer.ema is not None else trainer.model
+        trained = {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in ema.state_dict().items()}
+        self.network.load_state_dict(trained)
+        self.network.eval()
+        self.history = list(state["before"]["history"]) + records
+        self.epochs_trained = base + epochs
+        state["finished"] = True
+        _write_state(run, state)
+
+    # -- prediction ---------------------------------------------------------------------------------------------
+    def _network_input(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_channels(images.to(self.device), self.channels)
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """Boxes for a ``(B, C, image_size, image_size)`` batch (uint8, or float in [0, 1]), on its device.
+
+        ``boxes`` are ``x1 y1 x2 y2`` in the input's pixels, ``box_labels`` ids ``1..K`` (ultralytics' class
+        + 1), ``scores`` each image's highest box score (0 where there is none). NMS keeps up to ``max_det``
+        boxes above ``conf_threshold`` with IoU below ``iou_threshold`` between boxes of one class.
+        """
+        check_images(images, self.image_size)
+        if len(images) == 0:  # the network cannot run on an empty batch
+            empty = torch.zeros(0, device=images.device)
+            return Prediction(scores=empty, boxes=[], box_scores=[], box_labels=[])
+        nms, options = _nms()
+        options.update({"conf_thres": self.conf_threshold, "iou_thres": self.iou_threshold, "max_det": self.max_det})
+        if "nc" in options:
+            options["nc"] = self.num_classes
+        if "end2end" in options:
+            options["end2end"] = bool(getattr(self.network.model[-1], "end2end", False))
+        self.network.eval()
+        detections: List[torch.Tensor] = []
+        for chunk in images.split(_PREDICT_CHUNK):
+            detections += list(nms(self.network(self._network_input(chunk)), **options))
+        out = images.device
+        boxes = [d[:, :4].float().clamp(0, self.image_size).to(out) for d in detections]
+        box_scores = [d[:, 4].float().to(out) for d in detections]
+        box_labels = [d[:, 5].long().add(1).to(out) for d in detections]
+        return Prediction.from_boxes(boxes, box_scores, box_labels, device=out)
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the model (network weights, its yaml, settings, classes, history) to ``path`` atomically."""
+        state = {"format": FORMAT, "config": self.config(), "class_names": list(self.class_names),
+                 "model_yaml": self.model_yaml, "history": self.history, "epochs_trained": self.epochs_trained,
+                 "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()}}
+        return save_state(state, path)
+
+    @classmethod
+    def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
+             device: Union[str, torch.device] = "cpu") -> "YOLODetector":
+        """Read a model written by :meth:`save` (a file, or a training run's folder holding ``model.pt``).
+
+        Raises:
+            NotAModelFile: (a ``ValueError``) the file is not a defectgen YOLO model.
+            ValueError: the file does not exist, or the model was made for another ``image_size``.
+            ImportError: ultralytics is not installed.
+        """
+        return cls.from_state(read_state(path, FORMAT, name="YOLO"), path, image_size=image_size, device=device)
+
+    @classmethod
+    def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
+                   device: Union[str, torch.device] = "cpu") -> "YOLODetector":
+        """A detector from a loaded save (what :func:`detectors.registry.load_detector` calls)."""
+        import_ultralytics()
+        config = dict(state["config"])
+        if image_size is not None and int(image_size) != config["image_size"]:
+            raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px; "
+                             f"use --image-size {config['image_size']} or train a model at {image_size} px")
+        det = cls.__new__(cls)
+        for key in ("image_size", "channels", "model", "weights", "batch_size", "optimizer", "learning_rate",
+                    "momentum", "weight_decay", "warmup_epochs", "train_args", "conf_threshold", "iou_threshold",
+                    "max_det", "seed"):
+            setattr(det, key, config[key])
+        det.train_args = dict(det.train_args)
+        det.class_names = list(state["class_names"])
+        det._names_source = "given"
+        det.history = list(state["history"])
+        det.epochs_trained = int(state["epochs_trained"])
+        det.network, det.model_yaml = _network_from_yaml(state["model_yaml"], len(det.class_names), det.seed)
+        det.network.load_state_dict(state["state_dict"])
+        det.network.to(resolve_device(device)).eval()
+        return det
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+def _network_from_yaml(cfg: Dict[str, Any], num_classes: int, seed: int):
+    """``(DetectionModel, its yaml as plain data)``, initialised from ``seed`` without touching the global stream."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    with quiet_offline(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = DetectionModel(copy.deepcopy(dict(cfg)), ch=3, nc=num_classes, verbose=False)
+    plain = json.loads(json.dumps(network.yaml, default=str))  # lists, numbers and strings: weights_only-safe
+    return network, plain
+
+
+def _transfer_weights(network: torch.nn.Module, path: Union[str, Path]) -> None:
+    """Copy the layers of ``path`` whose names and shapes match into ``network``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist (the yolo detector never downloads weights: "
+                         "pass a local .pt file)")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not plain tensors: an ultralytics checkpoint, read the way ultralytics reads it
+        loaded = None
+    if isinstance(loaded, dict) and loaded.get("format") == FORMAT:
+        source = loaded["state_dict"]
+    elif isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        source = loaded
+    else:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        try:
+            with quiet_offline():
+                model, _ = load_checkpoint(str(path))
+        except Exception as error:
+            raise ValueError(f"{str(path)!r} is neither an ultralytics checkpoint nor a state dict "
+                             f"({type(error).__name__}: {error})") from None
+        source = model.float().state_dict()
+    own = network.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matched:
+        raise ValueError(f"no layer of {str(path)!r} fits this network (another architecture?)")
+    network.load_state_dict(matched, strict=False)
+
+
+def _check_train_args(train_args: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    if train_args is None:
+        return {}
+    if not isinstance(train_args, Mapping):
+        raise TypeError(f"train_args must be a dict of ultralytics training arguments, got {train_args!r}")
+    args = dict(train_args)
+    for key in args:
+        if key in _HYPER:
+            raise ValueError(f"train_args: set {key!r} with the detector's {_HYPER[key]}= argument")
+        if key in _MANAGED:
+            raise ValueError(f"train_args: {key!r} is set by the detector itself (managed: {sorted(_MANAGED)})")
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    unknown = sorted(set(args) - set(DEFAULT_CFG_DICT))
+    if unknown:
+        raise ValueError(f"train_args: unknown ultralytics arguments {unknown}")
+    try:
+        json.dumps(args)
+    except TypeError as error:
+        raise TypeError(f"train_args must be JSON-able ({error})") from None
+    return args
+
+
+def _nms():
+    """ultralytics' NMS function (``utils.nms`` in 8.3+, ``utils.ops`` before) and the options it takes."""
+    import inspect
+
+    try:
+        from ultralytics.utils.nms import non_max_suppression
+    except ImportError:
+        from ultralytics.utils.ops import non_max_suppression
+    accepted = set(inspect.signature(non_max_suppression).parameters)
+    options = {"multi_label": False, "agnostic": False}
+    if "max_time_img" in accepted:
+        options["max_time_img"] = 1e9  # no time limit: the boxes must not depend on the machine's speed
+    options.update({name: None for name in ("nc", "end2end") if name in accepted})
+    return non_max_suppression, options
+
+
+def _losses(trainer) -> Dict[str, float]:
+    """The epoch's running mean losses by name (``box_loss``, ``cls_loss``, ``dfl_loss``)."""
+    tloss = trainer.tloss
+    if tloss is None:
+        return {}
+    if isinstance(tloss, Mapping):
+        return {str(k): float(v) for k, v in tloss.items()}
+    return {str(k): float(v) for k, v in zip(trainer.loss_names, torch.as_tensor(tloss).flatten())}
+
+
+_METRICS = {"metrics/precision(B)": "precision", "metrics/recall(B)": "recall", "metrics/mAP50(B)": "mAP50",
+            "metrics/mAP50-95(B)": "mAP50-95"}
+
+
+def _epoch_record(trainer, base: int) -> Dict[str, Any]:
+    losses = _losses(trainer)
+    record: Dict[str, Any] = {"epoch": base + trainer.epoch + 1, "loss": float(sum(losses.values())), **losses,
+                              "seconds": float(trainer.epoch_time or 0.0)}
+    lr = getattr(trainer, "lr", None)
+    if lr:
+        record["lr"] = float(next(iter(lr.values())))
+    for key, name in _METRICS.items():
+        if trainer.metrics and key in trainer.metrics:
+            record[name] = float(trainer.metrics[key])
+    return record
+
+
+def _write_state(run: Path, state: Dict[str, Any]) -> None:
+    write_text_atomic(run / RUN_STATE, json.dumps(state, indent=1))
+
+
+def _clear_run(run: Path) -> None:
+    """Make ``run`` ready for a new fit, removing what an earlier fit of ours left (never anything else)."""
+    ours = (run / RUN_STATE).is_file()
+    for name in (RUN_TRAINER,):
+        if (run / name).exists():
+            if not ours:
+                raise ValueError(f"{str(run / name)!r} exists but {str(run)!r} is not a yolo run folder; "
+                                 "choose another out folder")
+            shutil.rmtree(run / name)
+    (run / RUN_STATE).unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _preserved_global_state() -> Iterator[None]:
+    """Restore what ultralytics' seeding and device selection change process-wide: the random streams of
+    Python, NumPy and torch, the deterministic-algorithm flags and their environment, the thread count."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    fill = getattr(torch.utils.deterministic, "fill_uninitialized_memory", None)
+    env = {key: os.environ.get(key) for key in ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")}
+    threads = torch.get_num_threads()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() \
+        else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if fill is not None:
+            torch.utils.deterministic.fill_uninitialized_memory = fill
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        torch.set_num_threads(threads)
+
+
+__all__ = ["YOLODetector", "FORMAT", "DEFAULT_MODEL", "MISSING", "RUN_STATE"]

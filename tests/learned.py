@@ -1,0 +1,21 @@
+"""The convention of tests that assert a learned result (an AUROC, an accuracy, a falling loss).
+
+Such a test must pass on every torch release a fresh machine may install and on any seed, and must fail for a
+broken detector. So it measures through a function ``measure_*(seed=0, breakage=None) -> dict`` and compares the
+result against ``*_LIMITS`` (``{quantity: ("<" or ">", threshold)}``) with :func:`check_limits`; its module lists
+it in a ``LEARNED`` table ``{name: (measure, limits, breakages)}``. ``benchmarks/learned_margins.py`` runs every
+listed measurement over many seeds and every breakage, and prints the spread beside the limits. Keys starting
+with ``_`` carry objects for the test's own extra checks; other keys without a limit are reported, not asserted.
+"""
+import math
+
+
+def check_limits(measured, limits):
+    """The limits ``measured`` misses, as readable strings (empty when it meets all of them)."""
+    missed = []
+    for name, (op, threshold) in limits.items():
+        value = measured[name]
+        ok = value is not None and math.isfinite(value) and (value > threshold if op == ">" else value < threshold)
+        if not ok:
+            missed.append(f"{name} = {value:.4g} (wanted {op} {threshold})" if value is not None else f"{name} missing")
+    return missed
