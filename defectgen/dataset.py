@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from ._checks import check_channels, check_images, check_int
 from ._rng import index_seed
 from .registry import resolve_op
+from .values import space_arguments
 from .io.images import list_images, read_image_as
 from .itemwise import apply_itemwise, concat_params
 from .result import DefectBatch, Params
@@ -68,14 +69,17 @@ class DefectDataset(Dataset):
             ``index_seed(seed, i, stream=f"epoch{e}")`` alone, so it is the same in every run, whatever the
             batch size, order or number of workers. With None, every access draws a fresh defect from the
             operator's own generator (re-seeded in each worker process).
+        value_range, mean, std: the value space of a float ``source`` tensor outside ``[0, 1]`` (see
+            :mod:`defectgen.values`); folder images are uint8.
 
     Items are :class:`DefectItem` tuples; pass :func:`collate` as the DataLoader's ``collate_fn`` (the boxes
     per image vary in number, which the default collate cannot stack).
     """
 
     def __init__(self, source: Union[str, Path, torch.Tensor], op: Any, size: Optional[int] = None,
-                 channels: Optional[int] = None, seed: Optional[int] = None):
+                 channels: Optional[int] = None, seed: Optional[int] = None, value_range=None, mean=None, std=None):
         self.op = resolve_op(op)
+        self.space = space_arguments(value_range, mean, std)
         self.seed = None if seed is None else check_int(seed, "seed")
         self.epoch = 0
         if size is not None:
@@ -130,9 +134,10 @@ class DefectDataset(Dataset):
         index = self._check_index(index)
         batch = self.image(index).unsqueeze(0)
         if self.seed is None:
-            result = self.op(batch)
+            result = self.op(batch, **self.space)
         else:
-            result = apply_itemwise(self.op, batch, [index_seed(self.seed, index, stream=f"epoch{self.epoch}")])
+            result = apply_itemwise(self.op, batch, [index_seed(self.seed, index, stream=f"epoch{self.epoch}")],
+                                    **self.space)
         return DefectItem(image=result.image[0], mask=result.mask[0], label=result.label[0], boxes=result.boxes,
                           box_label=result.box_label, params=result.params)
 

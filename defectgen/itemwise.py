@@ -18,6 +18,7 @@ import torch
 
 from .ops.base import DefectOp, _to_device
 from .result import DefectBatch, Params
+from .values import as_unit
 
 #: params that hold the batch index of another sample; they are shifted when per-item params are stacked
 BATCH_INDEX_KEYS = ("partner",)
@@ -92,13 +93,15 @@ def sample_itemwise(op: DefectOp, images: torch.Tensor, seeds: Sequence[int]) ->
     return concat_params(per_item)
 
 
-def apply_itemwise(op: DefectOp, images: torch.Tensor, seeds: Sequence[int]) -> DefectBatch:
+def apply_itemwise(op: DefectOp, images: torch.Tensor, seeds: Sequence[int], **space) -> DefectBatch:
     """``op`` on ``images`` with each sample's defect depending only on its own seed (see the module doc).
 
     ``apply_itemwise(op, images[j:j+1], [seeds[j]])`` gives sample ``j`` of the batched call (up to the
-    float rounding of iterative solvers, which can depend on what else is in the batch).
+    float rounding of iterative solvers, which can depend on what else is in the batch). ``space``: the
+    ``value_range`` / ``mean`` / ``std`` of the call (:mod:`defectgen.values`); placement sees the images in
+    ``[0, 1]``, as a batched call does.
     """
     if images.shape[0] == 0:
-        return op(images, generator=torch.Generator().manual_seed(0))
-    return op(images, params=sample_itemwise(op, images, seeds))
+        return op(images, generator=torch.Generator().manual_seed(0), **space)
+    return op(images, params=sample_itemwise(op, as_unit(images, **space), seeds), **space)
 

@@ -12,6 +12,7 @@ from typing import Any, Dict, Protocol, Union, runtime_checkable
 import torch
 
 from defectgen._grey import luma
+from defectgen.values import unit_check
 
 from .types import Prediction
 
@@ -54,6 +55,8 @@ def check_images(images: torch.Tensor, image_size: int, what: str = "images") ->
                          f"size={image_size}))")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise TypeError(f"{what} must be uint8 or float in [0, 1], got {images.dtype}")
+    unit_check(images, what, "detectors take uint8 images or float in [0, 1]: undo a normalisation first "
+                             "(x * std + mean)")
 
 
 def as_float(images: torch.Tensor, channels: int) -> torch.Tensor:

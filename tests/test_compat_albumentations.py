@@ -256,3 +256,21 @@ def test_missing_albumentations_gives_an_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "defectgen.compat.albumentations")
     with pytest.raises(ImportError, match=r"pip install 'defectgen\[albumentations\]'"):
         importlib.import_module("defectgen.compat.albumentations")
+
+
+def test_normalised_float_images_and_the_config_round_trip():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    unit = make_image().astype(np.float32) / 255
+    normalised = (unit - np.array(mean, np.float32)) / np.array(std, np.float32)
+    transform = DefectTransform("cutpaste", mean=mean, std=std)
+    out = compose([transform])(image=normalised, bboxes=[], labels=[])
+    seed = transform.get_applied_params()["defect_seed"]
+    direct = create_op("cutpaste")(torch.from_numpy(unit).permute(2, 0, 1)[None], seed=seed)
+    expected = (direct.image[0].permute(1, 2, 0).numpy() - np.array(mean, np.float32)) / np.array(std, np.float32)
+    assert np.allclose(out["image"], expected, atol=1e-5)
+    mask = out["defect_mask"].astype(bool)
+    assert np.array_equal(out["image"][~mask], normalised[~mask])
+    rebuilt = A.from_dict(A.to_dict(A.Compose([transform])))
+    assert rebuilt.transforms[0].space == {"mean": mean, "std": std}
+    with pytest.raises(ValueError, match="declared in value_range"):
+        compose([DefectTransform("cutpaste")])(image=normalised, bboxes=[], labels=[])

@@ -180,3 +180,20 @@ def test_importing_defectgen_loads_no_adapter_library():
             "print(sorted(m for m in ('albumentations', 'torchvision.transforms.v2') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_normalised_images_get_defects_in_their_own_space():
+    """After v2.Normalize: the transform passes mean/std on, so the defect is the [0, 1] one, normalised."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    unit = image(torch.float32)
+    normalised = v2.Normalize(mean, std)(unit)
+    out = DefectTransformV2("cutpaste", seed=3, mean=mean, std=std)(normalised)
+    reference = DefectTransformV2("cutpaste", seed=3)(unit)
+    expected = v2.Normalize(mean, std)(reference["image"].as_subclass(torch.Tensor))
+    torch.testing.assert_close(out["image"].as_subclass(torch.Tensor), expected, atol=1e-5, rtol=0)
+    assert torch.equal(out["mask"], reference["mask"]) and "mean=" in repr(DefectTransformV2("scar", mean=0.5,
+                                                                                            std=0.2))
+    with pytest.raises(ValueError, match="mean= and std="):
+        DefectTransformV2("cutpaste", seed=3)(normalised)
+    with pytest.raises(ValueError, match="come together"):
+        DefectTransformV2("cutpaste", mean=mean)

@@ -152,3 +152,71 @@ def test_cpu_equals_cuda(name, kwargs, dtype):
     # a CPU generator gives the same params whatever device the images are on
     gpu2 = op(images.cuda(), seed=4)
     assert torch.equal(gpu2.mask.cpu(), cpu.mask)
+
+
+# -- value ranges (defectgen.values) ----------------------------------------------------------------------------------
+IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+SPACES = {  # name: (call keywords, low, high) per channel of a 3-channel batch
+    "imagenet": (IMAGENET, [-m / s for m, s in zip(IMAGENET["mean"], IMAGENET["std"])],
+                 [(1 - m) / s for m, s in zip(IMAGENET["mean"], IMAGENET["std"])]),
+    "0-255": ({"value_range": (0, 255)}, [0.0] * 3, [255.0] * 3),
+    "minus1-1": ({"value_range": (-1, 1)}, [-1.0] * 3, [1.0] * 3),
+}
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize("name,kwargs", cases())
+def test_value_spaces(name, kwargs, space):
+    """In any declared space: pixels outside the mask are the caller's, the defect stays in the space, and it is
+    the defect the [0, 1] image gets, mapped into the space."""
+    keywords, low, high = SPACES[space]
+    low, high = torch.tensor(low).view(1, 3, 1, 1), torch.tensor(high).view(1, 3, 1, 1)
+    unit = make_images(batch=4, channels=3)
+    images = unit * (high - low) + low
+    op = create_op(name, **kwargs)
+    out = op(images, seed=3, **keywords)
+    check_contract(out, images)
+    check_boxes(out, name in SINGLE_INSTANCE)
+    span = high - low
+    assert bool(((out.image >= low - 1e-4 * span) & (out.image <= high + 1e-4 * span)).all()), "defect left the space"
+    reference = op(unit, seed=3)
+    assert torch.equal(out.mask, reference.mask) and torch.equal(out.boxes, reference.boxes)
+    torch.testing.assert_close(out.image, reference.image * (high - low) + low, atol=1e-4 * float(span.max()),
+                               rtol=0)
+
+
+@pytest.mark.parametrize("name,kwargs", cases()[:1])
+def test_value_space_errors(name, kwargs):
+    op = create_op(name, **kwargs)
+    unit = make_images(batch=2, channels=3)
+    normalised = (unit - 0.45) / 0.225
+    with pytest.raises(ValueError, match=r"values in \[-2, 2.44.*declared in value_range \[0, 1\].*mean= and std="):
+        op(normalised, seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        op(unit.masked_fill(unit > 0.9, float("nan")), seed=0)
+    with pytest.raises(ValueError, match="infinite"):
+        op(unit.masked_fill(unit > 0.9, float("inf")), value_range=(0, 1), seed=0)
+    with pytest.raises(ValueError, match=r"values in \[0.*255.*declared in value_range \[-1, 1\]"):
+        op(unit * 255, value_range=(-1, 1), seed=0)
+    with pytest.raises(ValueError, match="uint8 images are 0..255"):
+        op(make_images(batch=2, dtype=torch.uint8), value_range=(0, 255), seed=0)
+    with pytest.raises(ValueError, match="not both"):
+        op(unit, value_range=(0, 1), mean=0.5, std=0.5, seed=0)
+    with pytest.raises(ValueError, match="come together"):
+        op(unit, mean=0.5, seed=0)
+    with pytest.raises(ValueError, match="low < high"):
+        op(unit, value_range=(1, 0), seed=0)
+    with pytest.raises(ValueError, match="1 or 3 values"):
+        op(unit, mean=(0.5, 0.5), std=0.2, seed=0)
+    with pytest.raises(ValueError, match="std must be > 0"):
+        op(unit, mean=0.5, std=0.0, seed=0)
+    # within rounding of the edge is accepted
+    op(unit.clamp(0, 1) * 1.0001, seed=0)
+
+
+def test_unit_input_is_unchanged_by_value_space_handling():
+    """[0, 1] input, declared or not, gives what it gave before value spaces existed (nothing is converted)."""
+    images = make_images(batch=4, channels=3)
+    op = create_op("cutpaste")
+    a, b = op(images, seed=5), op(images, seed=5, value_range=(0, 1))
+    assert torch.equal(a.image, b.image)

@@ -163,3 +163,14 @@ def test_clear_errors(folder, tmp_path):
         collate([])
     with pytest.raises(TypeError, match="DefectItem"):
         collate([(1, 2)])
+
+
+def test_float_tensor_source_in_another_value_range():
+    unit = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    data = DefectDataset(unit * 2 - 1, "cutout", seed=4, value_range=(-1, 1))
+    reference = DefectDataset(unit, "cutout", seed=4)
+    for i in range(3):
+        torch.testing.assert_close(data[i].image, reference[i].image * 2 - 1, atol=1e-6, rtol=0)
+        assert torch.equal(data[i].mask, reference[i].mask)
+    with pytest.raises(ValueError, match=r"declared in value_range \[0, 1\]"):
+        DefectDataset(unit * 2 - 1, "cutout", seed=4)[0]

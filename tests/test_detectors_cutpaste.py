@@ -473,3 +473,13 @@ def test_registry_builds_and_loads_the_cutpaste_detector(fitted, small_train, tm
     assert isinstance(loaded, CutPasteDetector)
     assert torch.equal(loaded.score(small_train), fitted.score(small_train))
     assert loaded.describe()["pretext"] == "3way" and loaded.kind == "cutpaste"
+
+
+def test_normalised_float_input_is_refused_with_the_fix(fitted, small_train):
+    normalised = (small_train.float() / 255 - 0.45) / 0.225
+    with pytest.raises(ValueError, match=r"declared float in \[0, 1\].*undo a normalisation"):
+        fitted.score(normalised)
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.score(torch.full((1, 3, 32, 32), float("nan")))
+    with pytest.raises(ValueError, match="undo a normalisation"):
+        CutPasteDetector(**SMALL).fit(normalised, steps=0)

@@ -41,6 +41,7 @@ from albumentations.core.type_definitions import Targets
 
 from .._checks import check_probability
 from ..registry import resolve_op
+from ..values import space_arguments
 from . import _worker_seed
 
 __all__ = ["DefectTransform"]
@@ -69,6 +70,8 @@ class DefectTransform(A.DualTransform):
             A field not named here gets the class id (an int). The labels must be of the kind the field
             already holds (numbers or strings): albumentations encodes each field one way.
         p: probability of applying the transform. Defaults to 1 because the operator has its own ``p``.
+        value_range, mean, std: the value space of float images outside ``[0, 1]`` (e.g. after
+            ``A.Normalize``: its ``mean`` and ``std``), passed to every operator call (:mod:`defectgen.values`).
 
     What happens to the data:
         - ``image`` (``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, uint8 or float32 in [0, 1]) gets the defect;
@@ -94,9 +97,11 @@ class DefectTransform(A.DualTransform):
     _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
 
     def __init__(self, op: Any, mask_key: str = "defect_mask", label_key: str = "defect_label",
-                 box_labels: Optional[Mapping[str, Any]] = None, p: float = 1.0):
+                 box_labels: Optional[Mapping[str, Any]] = None, p: float = 1.0, value_range=None, mean=None,
+                 std=None):
         super().__init__(p=check_probability(p, "p"))
         self.op = resolve_op(op)
+        self.space = space_arguments(value_range, mean, std)
         self.mask_key = _check_key(mask_key, "mask_key")
         self.label_key = _check_key(label_key, "label_key")
         if self.mask_key == self.label_key:
@@ -109,7 +114,7 @@ class DefectTransform(A.DualTransform):
     def get_transform_init_args(self) -> Dict[str, Any]:
         # the operator as its config, so A.to_dict / A.from_dict round-trip the transform
         return {"op": self.op.to_config(), "mask_key": self.mask_key, "label_key": self.label_key,
-                "box_labels": self.box_labels}
+                "box_labels": self.box_labels, **self.space}
 
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Dict[str, Any]:
         if not args and "image" not in kwargs:
@@ -127,7 +132,7 @@ class DefectTransform(A.DualTransform):
         image = kwargs.get("image")
         hwc = _image_hwc(image)
         batch = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1).unsqueeze(0)
-        result = self.op(batch, seed=params["defect_seed"])
+        result = self.op(batch, seed=params["defect_seed"], **self.space)
         height, width = hwc.shape[:2]
 
         data = dict(kwargs)

@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .._checks import check_int
 from ..registry import resolve_op
+from ..values import space_arguments
 from . import _worker_seed
 
 __all__ = ["DefectTransformV2"]
@@ -65,11 +66,15 @@ class DefectTransformV2(v2.Transform):
         generator: an explicit ``torch.Generator`` to draw from instead (used as is, also in workers).
         With neither, the operator's own generator is used (seeded by its ``seed``, else by the OS and
         re-seeded in each new process).
+        value_range, mean, std: the value space of float images outside ``[0, 1]`` (e.g. after
+            ``v2.Normalize``: its ``mean`` and ``std``), passed to every operator call (:mod:`defectgen.values`).
     """
 
-    def __init__(self, op: Any, seed: Optional[int] = None, generator: Optional[torch.Generator] = None):
+    def __init__(self, op: Any, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 value_range=None, mean=None, std=None):
         super().__init__()
         self.op = resolve_op(op)
+        self.space = space_arguments(value_range, mean, std)
         if seed is not None and generator is not None:
             raise ValueError("pass either seed= or generator=, not both")
         self.seed = None if seed is None else check_int(seed, "seed")
@@ -80,7 +85,8 @@ class DefectTransformV2(v2.Transform):
         self._stream_pid: Optional[int] = None
 
     def extra_repr(self) -> str:
-        return f"op={self.op!r}, seed={self.seed}"
+        space = "".join(f", {k}={v}" for k, v in self.space.items())
+        return f"op={self.op!r}, seed={self.seed}{space}"
 
     def _generator(self) -> Optional[torch.Generator]:
         if self.generator is not None:
@@ -107,7 +113,7 @@ class DefectTransformV2(v2.Transform):
             data = {"image": sample}
         image = _check_image(data["image"])
         batched = image.ndim == 4
-        result = self.op(image if batched else image.unsqueeze(0), generator=self._generator())
+        result = self.op(image if batched else image.unsqueeze(0), generator=self._generator(), **self.space)
         height, width = image.shape[-2:]
 
         pick = (lambda t: t) if batched else (lambda t: t[0])

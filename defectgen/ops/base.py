@@ -1,7 +1,7 @@
 """The operator contract: validation, randomness, replay, and the DefectBatch every operator returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import torch
@@ -11,6 +11,7 @@ from .._config import Configurable
 from .._rng import OwnGenerator, resolve_generator
 from ..foreground import check_foreground_mask, check_foreground_mode, estimate_foreground
 from ..result import DefectBatch, Params
+from ..values import value_space
 
 
 @dataclass
@@ -62,6 +63,12 @@ class DefectOp(Configurable):
     Calling an operator: ``op(images, generator=None, seed=None, params=None, foreground=None)``. With neither
     ``generator`` nor ``seed``, the operator's own generator is used (seeded by the constructor's ``seed``, or
     by the OS).
+
+    Value ranges: float input is taken to be in ``[0, 1]``; other spaces are declared per call with
+    ``value_range=(low, high)`` or the ``mean=`` / ``std=`` of a normalisation (:mod:`defectgen.values`). The
+    operator then paints in ``[0, 1]`` and maps the defect back, so fills, jitter and clamps mean the same in
+    every space and pixels outside the mask stay the caller's. Float input outside its space, NaN or infinity
+    raise a ``ValueError``.
 
     Foreground placement: with ``foreground`` set at construction (``"otsu"``, ``"otsu_dark"``,
     ``"otsu_bright"`` or ``"given"``; see :mod:`defectgen.foreground`), or a ``(B, 1, H, W)`` mask passed to
@@ -117,8 +124,18 @@ class DefectOp(Configurable):
     # -- the contract -------------------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  seed: Optional[int] = None, params: Optional[Params] = None,
-                 foreground: Optional[torch.Tensor] = None) -> DefectBatch:
-        batch, channels, height, width = check_images(images)
+                 foreground: Optional[torch.Tensor] = None, value_range=None, mean=None, std=None) -> DefectBatch:
+        check_images(images)
+        space = value_space(images, value_range, mean, std)
+        if space is not None:  # paint in [0, 1], map the defect back, keep the caller's pixels elsewhere
+            out = self._paint_call(space.to_unit(images), generator, seed, params, foreground)
+            image = torch.where(out.mask, space.from_unit(out.image, images.dtype), images)
+            return replace(out, image=image)
+        return self._paint_call(images, generator, seed, params, foreground)
+
+    def _paint_call(self, images: torch.Tensor, generator: Optional[torch.Generator], seed: Optional[int],
+                    params: Optional[Params], foreground: Optional[torch.Tensor]) -> DefectBatch:
+        batch, channels, height, width = images.shape
         device = images.device
         if params is None:
             rng = resolve_generator(generator, seed, self._own_generator)
