@@ -2,11 +2,11 @@
 
 Each case draws a batch size (0-3), an image size (6-80 px, often not square), a dtype, a channel count, a value
 space (``[0, 1]``, ``[0, 255]``, ``[-1, 1]``, an ImageNet normalisation, a random range, or wrong on purpose: a
-batch that does not fit its declared space, NaN, an int32 batch), ``p`` and whether to replay the params of a
-first call. The operator must either keep the contract (outside-mask identity, dtype / device / shape, boxes tight around the
-mask, defect values inside the space, replay identical) or refuse with a ``ValueError`` / ``TypeError``: any
-other exception, or a silent violation, fails. ``FUZZ_CASES`` sets the number of cases per operator (default
-40; ``DEFECTGEN_FUZZ_CASES=2000 pytest tests/test_fuzz_operators.py`` for a long run).
+batch that does not fit its declared space, NaN, an int32 batch), ``p`` and whether to replay the params of a first
+call. The operator must either keep the contract (outside-mask identity, dtype / device / shape, boxes tight around
+the mask, defect values inside the space, replay identical) or refuse with a ``ValueError`` / ``TypeError``: any
+other exception, or a silent violation, fails. ``FUZZ_CASES`` sets the number of cases per operator (default 40;
+``DEFECTGEN_FUZZ_CASES=2000 pytest tests/test_fuzz_operators.py`` for a long run).
 """
 import os
 import random
@@ -105,3 +105,39 @@ def test_operators_keep_the_contract_or_refuse_clearly(name, kwargs, request):
         outcomes["kept the contract"] += 1
     request.node.user_properties.append(("fuzz", dict(outcomes)))
     assert outcomes["kept the contract"] > 0, outcomes
+
+
+def fuzz_report(cases_per_operator: int) -> Counter:
+    """Every operator case fuzzed ``cases_per_operator`` times; the outcomes counted (what the test asserts, as
+    numbers): ``python tests/test_fuzz_operators.py 200``."""
+    outcomes = Counter()
+    for case in cases():
+        name, kwargs = case.values
+        rng = random.Random(f"report/{name}/{kwargs}")
+        for _ in range(cases_per_operator):
+            images, keywords, low, high, space = draw_case(rng)
+            p = rng.choice([0.0, 0.5, 1.0])
+            try:
+                op = create_op(name, **{**kwargs, "p": p})
+            except (ValueError, TypeError):
+                op = create_op(name, **kwargs)
+            bad = space == "bad dtype" or (space in ("wrong", "nan") and images.numel())
+            try:
+                check_case(op, name, images, keywords, low, high, rng.random() < 0.3)
+                outcomes[f"SILENTLY ACCEPTED {space}" if bad else "kept the contract"] += 1
+            except (ValueError, TypeError) as error:
+                outcomes[f"refused: {space}" if bad else f"refused valid input ({name}): {error}"] += 1
+            except AssertionError as error:
+                outcomes[f"CONTRACT VIOLATED ({name}): {error}"] += 1
+            except Exception as error:  # noqa: BLE001 -- counted: the test would fail on it
+                outcomes[f"OTHER EXCEPTION ({name}): {type(error).__name__}: {error}"] += 1
+    return outcomes
+
+
+if __name__ == "__main__":
+    import sys
+
+    counts = fuzz_report(int(sys.argv[1]) if len(sys.argv) > 1 else FUZZ_CASES)
+    for outcome, n in counts.most_common():
+        print(f"{n:6d}  {outcome}")
+    print(f"{sum(counts.values()):6d}  cases over {len(cases())} operator cases")
