@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 
 from defectgen.generation.progress import Progress
+from .base import read_local_torch_file
 from .registry import save_state
 
 Record = Dict[str, float]
@@ -128,13 +129,7 @@ class TrainingLoop:
 
 def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     """A checkpoint written by :class:`TrainingLoop` (``ValueError`` naming the file otherwise)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no checkpoint to resume from: {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(error).__name__})") from None
+    state = read_local_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a defectgen training checkpoint")
     return state

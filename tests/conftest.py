@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 
@@ -31,3 +33,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every socket connect and name lookup raises ``OSError`` for the test's duration; the list it returns
+    records each attempt, so a test asserts ``no_network == []`` (an attempt swallowed by a library still
+    shows)."""
+    calls = []
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            calls.append((name, args[:2]))
+            raise OSError(f"network blocked in this test ({name})")
+        return call
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect_ex"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    return calls

@@ -1,5 +1,4 @@
 """FasterRCNNDetector: training on the shared loop, predictions, persistence, resume, offline building, errors."""
-import socket
 
 import pytest
 import torch
@@ -134,13 +133,7 @@ def test_gray_model_and_channel_handling(data):
     assert len(det.predict(torch.stack(list(data.images[:2])))) == 2  # colour input seen as luminance
 
 
-def test_builds_offline_and_loads_a_local_backbone(tmp_path, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+def test_builds_offline_and_loads_a_local_backbone(tmp_path, no_network):
     from torchvision.models import mobilenet_v3_large
 
     torch.manual_seed(0)
@@ -157,6 +150,7 @@ def test_builds_offline_and_loads_a_local_backbone(tmp_path, monkeypatch):
     det = FasterRCNNDetector(**TINY, weights_backbone=tmp_path / "mnv3.pth")
     loaded = FasterRCNNDetector.load(det.save(tmp_path / "m.pt"))  # the backbone file is not needed to load
     assert loaded.config()["weights_backbone"] == str(tmp_path / "mnv3.pth")
+    assert no_network == []
 
 
 def test_input_and_setting_errors(trained, data):
@@ -176,14 +170,8 @@ def test_input_and_setting_errors(trained, data):
         FasterRCNNDetector(**TINY).fit(data, epochs=1, resume=True)
 
 
-def test_training_and_evaluation_make_no_network_call(monkeypatch, tmp_path):
+def test_training_and_evaluation_make_no_network_call(no_network, tmp_path):
     """Sockets refuse everything while a detector is built, trained, saved, loaded and evaluated."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
     from detectors.evaluation import evaluate_labelled
     from detectors.registry import load_detector
 
@@ -192,3 +180,4 @@ def test_training_and_evaluation_make_no_network_call(monkeypatch, tmp_path):
     loaded = load_detector(det.save(tmp_path / "m.pt"))
     report = evaluate_labelled(loaded, data)
     assert report["kind"] == "boxes" and 0 <= report["overall"]["map_50"] <= 1
+    assert no_network == []

@@ -4,7 +4,6 @@ Tiny on purpose: 64 px images, a handful of them, one or two epochs of ``yolov8n
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -374,28 +373,11 @@ def test_resume_refuses_other_data(tmp_path):
 
 
 # -- offline -----------------------------------------------------------------------------------------------------------
-def _block_network(monkeypatch):
-    calls = []
-
-    def refuse(name):
-        def call(*args, **kwargs):
-            calls.append((name, args[:2]))
-            raise OSError(f"network blocked in this test ({name})")
-        return call
-
-    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect_ex"))
-    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
-    return calls
-
-
-def test_training_saving_loading_and_predicting_make_no_network_call(tmp_path, monkeypatch):
-    calls = _block_network(monkeypatch)
+def test_training_saving_loading_and_predicting_make_no_network_call(tmp_path, no_network):
     det = small().fit(squares(8), epochs=1, out=tmp_path / "run", progress=False)
     loaded = YOLODetector.load(det.save(tmp_path / "model.pt"))
     loaded.predict(batch_of(squares(2)))
-    assert calls == []
+    assert no_network == []
 
 
 def test_a_fresh_process_imports_and_trains_offline_and_leaves_no_settings_behind(tmp_path):

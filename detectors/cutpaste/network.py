@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from ..base import read_local_torch_file
+
 DEFAULT_HEAD = (512,) * 8 + (128,)
 EMBEDDING_DIM = 512
 
@@ -81,14 +83,8 @@ class CutPasteNet(nn.Module):
 
 def load_encoder_weights(encoder: nn.Module, path: Union[str, Path]) -> None:
     """Load a torchvision ResNet-18 ``state_dict`` from a local file into ``encoder`` (``fc`` excluded)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights file {str(path)!r} does not exist (weights are never downloaded: pass a local "
-                         "torchvision ResNet-18 state_dict, e.g. saved from resnet18(weights=...).state_dict())")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"weights file {str(path)!r} is not a torch state_dict: {error}") from None
+    state = read_local_torch_file(path, "weights file", " (weights are never downloaded: pass a local torchvision "
+                                  "ResNet-18 state_dict, e.g. saved from resnet18(weights=...).state_dict())")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

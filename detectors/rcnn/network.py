@@ -23,6 +23,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from ..base import read_local_torch_file
+
 BACKBONES = ("mobilenet_v3", "resnet50")
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)
 
@@ -96,13 +98,7 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 def _load_backbone(body: nn.Module, path: Union[str, Path], prefix: str, backbone: str) -> None:
     """Load a classification state_dict (``features.*`` for MobileNet, ``conv1/layer*`` for ResNet) into the
     FPN backbone's body, which holds the same modules under shorter names."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights_backbone file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"weights_backbone {str(path)!r} is not a torch state_dict ({type(error).__name__})") from None
+    state = read_local_torch_file(path, "weights_backbone file")
     if not isinstance(state, dict):
         raise ValueError(f"weights_backbone {str(path)!r} is not a state_dict")
     wanted = body.state_dict()
