@@ -95,16 +95,20 @@ def test_module_imports_without_ultralytics_and_the_detector_says_what_to_instal
 
 
 # -- training ----------------------------------------------------------------------------------------------------------
-YOLO_LIMITS = {  # spread over seeds 0-4 and the breakages: see benchmarks/learned_margins.py
+YOLO_LIMITS = {  # spread over seeds 0-9, two torch releases and the breakages: benchmarks/learned_margins.py
     "box_loss_ratio": ("<", 0.75),  # last epoch / peak of the first 4 (YOLO's box loss can rise first)
     "cls_loss_ratio": ("<", 0.75),
     "hits": (">", 7.5),             # of 16 new images, those whose top box is on the square (IoU > 0.5)
 }
 YOLO_BREAKAGES = ("shuffled_boxes", "no_boxes")
+EPOCHS = 24
 
 
 def measure_yolo_training(seed=0, breakage=None, out=None):
-    """Train 16 epochs on 32 images of one bright square each, predict 16 new ones.
+    """Train 24 epochs on 32 images of one bright square each, predict 16 new ones.
+
+    (At 16 epochs the boxes were on the squares but loose on some seeds, IoU 0.2-0.4: 8 hits of 16 for seed 0
+    on torch 2.9.1, half a hit from the limit; 24 epochs give IoU 0.7-0.9.)
 
     A trainer that lost the boxes (``no_boxes``) has no box loss to fall; one whose boxes were shuffled between
     images (``shuffled_boxes``) cannot put boxes on squares it was never shown.
@@ -119,7 +123,7 @@ def measure_yolo_training(seed=0, breakage=None, out=None):
     det = small(optimizer="AdamW", learning_rate=0.004, seed=seed, train_args={"mosaic": 0.0, "save": False})
     records = []
     with tempfile.TemporaryDirectory() as tmp:
-        det.fit(data, epochs=16, out=Path(out or tmp) / "run", val=False, callback=records.append, progress=False)
+        det.fit(data, epochs=EPOCHS, out=Path(out or tmp) / "run", val=False, callback=records.append, progress=False)
     test = squares(16, seed=100 + seed)
     prediction = det.predict(batch_of(test))
     hits = sum(len(b) > 0 and float(iou(b[:1], truth).max()) > 0.5 for b, truth in zip(prediction.boxes, test.boxes))
@@ -132,8 +136,8 @@ def test_training_learns_bright_squares(tmp_path):
     """Losses finite and falling, and the boxes found on new images are the squares (see YOLO_LIMITS)."""
     measured = measure_yolo_training(seed=0, out=tmp_path)
     records, det = measured["_records"], measured["_detector"]
-    assert [r["epoch"] for r in records] == list(range(1, 17)) and det.history == records
-    assert det.epochs_trained == 16
+    assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1)) and det.history == records
+    assert det.epochs_trained == EPOCHS
     for key in ("loss", "box_loss", "cls_loss", "dfl_loss", "seconds"):
         assert all(np.isfinite(r[key]) for r in records), key
     assert check_limits(measured, YOLO_LIMITS) == []
