@@ -193,9 +193,10 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
                 _add_preview_arguments, _run_preview),
     "generate": ("make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",
                  _add_generate_arguments, _run_generate),
-    "train": ("train an anomaly detector (CutPaste) on normal images with a defectgen pretext task",
+    "train": ("train a detector: CutPaste on normal images, or Faster R-CNN / YOLO on synthetic and/or real "
+              "defect boxes",
               _add_train_arguments, _run_train),
-    "eval": ("evaluate a trained detector on an MVTec-layout test split (image and pixel metrics)",
+    "eval": ("evaluate a trained detector on a real labelled test set (MVTec, YOLO, COCO, VOC, DeepPCB)",
              _add_eval_arguments, _run_eval),
 }
 
