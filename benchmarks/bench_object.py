@@ -41,7 +41,7 @@ RUNS = ("real", "synth_pcb", "synth_cutpaste", "synth_transplant", "real20", "sy
 DETECTORS = ("fasterrcnn", "yolo")
 BUDGETS: Dict[str, Dict[str, Any]] = {
     # images seen per run: 300 x epochs; sized so that 12 runs finish in about an hour on 2 CPU cores
-    "cpu": {"image_size": 320, "images_seen": {"fasterrcnn": 300 * 4, "yolo": 300 * 12}, "seeds": [0],
+    "cpu": {"image_size": 320, "images_seen": {"fasterrcnn": 300 * 3, "yolo": 300 * 8}, "seeds": [0],
             "batch_size": {"fasterrcnn": 4, "yolo": 16}},
     "gpu": {"image_size": 640, "images_seen": {"fasterrcnn": 300 * 24, "yolo": 300 * 100}, "seeds": [0, 1, 2],
             "batch_size": {"fasterrcnn": 8, "yolo": 16}},
