@@ -69,9 +69,6 @@ def as_float(images: torch.Tensor, channels: int) -> torch.Tensor:
     return x
 
 
-__all__ = ["Detector", "check_images", "as_float"]
-
-
 def read_local_torch_file(path: Union[str, Path], what: str, hint: str = "") -> Any:
     """What ``torch.load(path, weights_only=True)`` reads, on the CPU; a ``ValueError`` naming ``what`` and the file
     when it is missing or unreadable (weights are always a local file: nothing here downloads). ``hint`` is added
@@ -84,3 +81,7 @@ def read_local_torch_file(path: Union[str, Path], what: str, hint: str = "") -> 
     except Exception as error:  # pickle, zip and torch raise several types for a file that is not one of ours
         raise ValueError(f"{what} {str(path)!r} is not a torch state_dict file "
                          f"(torch.load: {type(error).__name__})") from None
+
+
+__all__ = ["Detector", "check_images", "as_float", "read_local_torch_file"]
+

@@ -80,64 +80,51 @@ def check_case(op, name, images, keywords, low, high, p_replay):
         assert torch.equal(again.image, out.image) and torch.equal(again.mask, out.mask), "replay differs"
 
 
+FAILURES = ("CONTRACT VIOLATED", "OTHER EXCEPTION", "SILENTLY ACCEPTED")
+
+
+def fuzz_one(rng, name, kwargs) -> str:
+    """One drawn case of operator ``name``, as an outcome: "kept the contract", "refused: ..." (a ValueError or
+    TypeError; for input that is wrong on purpose, the space), or one of :data:`FAILURES`."""
+    images, keywords, low, high, space = draw_case(rng)
+    p = rng.choice([0.0, 0.5, 1.0])
+    try:
+        op = create_op(name, **{**kwargs, "p": p}) if "p" not in kwargs else create_op(name, **kwargs)
+    except (ValueError, TypeError):
+        op = create_op(name, **kwargs)
+    replay = rng.random() < 0.3
+    bad = space == "bad dtype" or (space in ("wrong", "nan") and images.numel())
+    try:
+        check_case(op, name, images, keywords, low, high, replay)
+    except (ValueError, TypeError) as error:
+        return f"refused: {space}" if bad else f"refused: {str(error)[:60]}"
+    except AssertionError as error:
+        return f"CONTRACT VIOLATED ({name}, {space}): {error}"
+    except Exception as error:  # noqa: BLE001 -- any other exception type is a failure, reported with the case
+        return f"OTHER EXCEPTION ({name}, {space}): {type(error).__name__}: {error}"
+    return f"SILENTLY ACCEPTED {space} input ({name})" if bad else "kept the contract"
+
+
+def fuzz_operator(name, kwargs, n: int) -> Counter:
+    """``n`` cases of one operator case, seeded by its name and settings; the outcomes counted."""
+    rng = random.Random(f"{name}/{sorted(kwargs.items()) if isinstance(kwargs, dict) else kwargs}")
+    return Counter(fuzz_one(rng, name, kwargs) for _ in range(n))
+
+
 @pytest.mark.parametrize("name,kwargs", cases())
 def test_operators_keep_the_contract_or_refuse_clearly(name, kwargs, request):
-    rng = random.Random(f"{name}/{sorted(kwargs.items()) if isinstance(kwargs, dict) else kwargs}")
-    outcomes = Counter()
-    for _ in range(FUZZ_CASES):
-        images, keywords, low, high, space = draw_case(rng)
-        p = rng.choice([0.0, 0.5, 1.0])
-        try:
-            op = create_op(name, **{**kwargs, "p": p}) if "p" not in kwargs else create_op(name, **kwargs)
-        except (ValueError, TypeError):
-            op = create_op(name, **kwargs)
-        replay = rng.random() < 0.3
-        try:
-            check_case(op, name, images, keywords, low, high, replay)
-        except (ValueError, TypeError) as error:
-            if space == "bad dtype" or (space in ("wrong", "nan") and images.numel()):
-                outcomes[f"refused: {space}"] += 1
-            else:
-                outcomes[f"refused: {str(error)[:60]}"] += 1
-            continue
-        assert space != "bad dtype", "an int32 batch was accepted"
-        assert space not in ("wrong", "nan") or not images.numel(), f"{space} input was accepted silently"
-        outcomes["kept the contract"] += 1
+    outcomes = fuzz_operator(name, kwargs, FUZZ_CASES)
     request.node.user_properties.append(("fuzz", dict(outcomes)))
+    assert [o for o in outcomes if o.startswith(FAILURES)] == []
     assert outcomes["kept the contract"] > 0, outcomes
-
-
-def fuzz_report(cases_per_operator: int) -> Counter:
-    """Every operator case fuzzed ``cases_per_operator`` times; the outcomes counted (what the test asserts, as
-    numbers): ``python tests/test_fuzz_operators.py 200``."""
-    outcomes = Counter()
-    for case in cases():
-        name, kwargs = case.values
-        rng = random.Random(f"report/{name}/{kwargs}")
-        for _ in range(cases_per_operator):
-            images, keywords, low, high, space = draw_case(rng)
-            p = rng.choice([0.0, 0.5, 1.0])
-            try:
-                op = create_op(name, **{**kwargs, "p": p})
-            except (ValueError, TypeError):
-                op = create_op(name, **kwargs)
-            bad = space == "bad dtype" or (space in ("wrong", "nan") and images.numel())
-            try:
-                check_case(op, name, images, keywords, low, high, rng.random() < 0.3)
-                outcomes[f"SILENTLY ACCEPTED {space}" if bad else "kept the contract"] += 1
-            except (ValueError, TypeError) as error:
-                outcomes[f"refused: {space}" if bad else f"refused valid input ({name}): {error}"] += 1
-            except AssertionError as error:
-                outcomes[f"CONTRACT VIOLATED ({name}): {error}"] += 1
-            except Exception as error:  # noqa: BLE001 -- counted: the test would fail on it
-                outcomes[f"OTHER EXCEPTION ({name}): {type(error).__name__}: {error}"] += 1
-    return outcomes
 
 
 if __name__ == "__main__":
     import sys
 
-    counts = fuzz_report(int(sys.argv[1]) if len(sys.argv) > 1 else FUZZ_CASES)
-    for outcome, n in counts.most_common():
-        print(f"{n:6d}  {outcome}")
-    print(f"{sum(counts.values()):6d}  cases over {len(cases())} operator cases")
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else FUZZ_CASES
+    counts = sum((fuzz_operator(*case.values, n) for case in cases()), Counter())
+    for outcome, k in counts.most_common():
+        print(f"{k:6d}  {outcome}")
+    print(f"{sum(counts.values()):6d}  cases over {len(cases())} operator cases "
+          "(python tests/test_fuzz_operators.py N: N per case)")
