@@ -187,6 +187,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
+def _add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
+    from detectors.study.cli import add_ablate_arguments
+
+    add_ablate_arguments(parser)
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from detectors.study.cli import run_ablate
+
+    return run_ablate(args)
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------------
 _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "preview": ("render a PNG grid (input / defect / mask + boxes) per operator",
@@ -198,6 +210,9 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
               _add_train_arguments, _run_train),
     "eval": ("evaluate a trained detector on a real labelled test set (MVTec, YOLO, COCO, VOC, DeepPCB)",
              _add_eval_arguments, _run_eval),
+    "ablate": ("run a study: which synthetic defect families, in which detectors, find which real defects "
+               "(a YAML recipe expanded into resumable, shardable cells; tables and heatmaps)",
+               _add_ablate_arguments, _run_ablate),
 }
 
 

@@ -16,6 +16,27 @@ def make_images(batch=4, channels=3, height=48, width=64, dtype=torch.float32, d
     return x.to(device)
 
 
+def write_yolo_squares(root, rng, counts):
+    """A small real YOLO set under ``root``: per split (``{"train": 3, ...}``), dark noise images of 64 px with a
+    bright 16 px square (class ``blob``) on every image but the first, which is defect-free; and ``data.yaml``."""
+    import cv2
+    import numpy as np
+
+    for split, count in counts.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(count):
+            image = rng.integers(0, 40, (64, 64, 3), dtype=np.uint8)
+            lines = ""
+            if i:
+                image[16:32, 20:36] = 230
+                lines = "0 0.4375 0.375 0.25 0.25\n"
+            cv2.imwrite(str(root / "images" / split / f"{i}.png"), image)
+            (root / "labels" / split / f"{i}.txt").write_text(lines)
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/test\ntest: images/test\n"
+                                    "names: [blob]\n")
+
+
 def pytest_sessionstart(session):
     """Print the library versions first, even with -q: a learned result or a float detail that fails on a fresh
     machine is traced to a release with this line (CI's log has it too)."""

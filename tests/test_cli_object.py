@@ -4,6 +4,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import write_yolo_squares
 
 from defectgen.cli import main
 
@@ -24,19 +25,7 @@ def folders(tmp_path_factory):
     for i in range(4):
         cv2.imwrite(str(ok / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
     real = root / "real"
-    for split in ("train", "test"):
-        (real / "images" / split).mkdir(parents=True)
-        (real / "labels" / split).mkdir(parents=True)
-        for i in range(3):
-            image = rng.integers(0, 40, (64, 64, 3), dtype=np.uint8)
-            lines = ""
-            if i:
-                image[16:32, 20:36] = 230
-                lines = "0 0.4375 0.375 0.25 0.25\n"
-            cv2.imwrite(str(real / "images" / split / f"{i}.png"), image)
-            (real / "labels" / split / f"{i}.txt").write_text(lines)
-    (real / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/test\ntest: images/test\n"
-                                    "names: [blob]\n")
+    write_yolo_squares(real, rng, {"train": 3, "test": 3})
     return root, ok, real
 
 

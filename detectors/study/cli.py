@@ -1,0 +1,87 @@
+"""``defectgen ablate``: run a study recipe into a folder, resume it, run a shard of it, or re-render its report.
+
+    defectgen ablate recipes/ablation_deeppcb.yaml --out runs/pcb --budget cpu
+    defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --budget gpu --shard 3/8
+    defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --resume
+    defectgen ablate --report runs/bottle
+
+Exit codes: 0 when every cell of this run finished, 1 when some failed (the study went on; the report marks
+them), 2 for a usage error (bad recipe key, missing path, a regime the data cannot support, a folder holding
+another study), always before any training starts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from defectgen.cli_support import CliError, add_device_argument, resolve_device
+
+
+def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", metavar="RECIPE.yaml", type=Path, nargs="?",
+                        help="the study recipe (see recipes/ablation_*.yaml and detectors/study/recipe.py)")
+    parser.add_argument("--out", metavar="DIR", type=Path,
+                        help="the study folder: one folder per cell, results.jsonl / .csv, table.md, heatmaps/")
+    parser.add_argument("--budget", metavar="NAME",
+                        help="a named budget of the recipe (e.g. cpu, gpu); default: the one the study folder was "
+                             "run with, else the recipe's settings as written")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a study folder that holds finished cells (after a crash, or to merge "
+                             "shards); finished cells are never run again, a changed recipe is refused")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run only the K-th of N shares of the cells (0 <= K < N), e.g. one per SLURM array "
+                             "task into one shared --out")
+    parser.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
+    parser.add_argument("--plan", action="store_true", help="print the cells (id, family, regime, detector, seed) "
+                                                            "and exit without training")
+    parser.add_argument("--report", metavar="DIR", type=Path,
+                        help="only re-render the report (tables, heatmaps) of the study folder DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_device_argument(parser)
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    from .recipe import RecipeError, expand, load_study, parse_shard
+    from .runner import STUDY_FILE, read_json, run_study, select_shard
+
+    if args.report is not None:
+        if args.recipe is not None or args.out is not None:
+            raise CliError("--report DIR re-renders a finished study folder; give no recipe or --out with it")
+        return _report_only(args.report)
+    if args.recipe is None:
+        raise CliError("give a study recipe (RECIPE.yaml), or --report DIR")
+    budget = args.budget
+    try:
+        if budget is None and args.out is not None:  # a resumed study keeps the budget it was started with
+            existing = read_json(args.out / STUDY_FILE)
+            budget = (existing or {}).get("budget")
+        study = load_study(args.recipe, budget)
+        shard = parse_shard(args.shard) if args.shard else None
+        if args.plan:
+            cells = select_shard(expand(study), shard)
+            for cell in cells:
+                print(f"{cell.id}  {cell.family:16s} {cell.regime:14s} {cell.detector:12s} seed {cell.seed}")
+            print(f"{len(cells)} cells", file=sys.stderr)
+            return 0
+        if args.out is None:
+            raise CliError("--out DIR is required: the study folder")
+        device = resolve_device(args.device)
+        counts = run_study(study, args.out, device=device, shard=shard, resume=args.resume,
+                           retry_failed=args.retry_failed, progress=not args.quiet)
+    except RecipeError as error:
+        raise CliError(str(error)) from None
+    print(f"{counts['done']} cells done, {counts['failed']} failed, {counts['skipped']} already finished; report: "
+          f"{args.out / 'table.md'}")
+    return 1 if counts["failed"] else 0
+
+
+def _report_only(folder: Path) -> int:
+    from .report import render_report
+
+    try:
+        paths = render_report(folder)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {paths['table']}, {paths['jsonl']}, {paths['csv']} and {len(paths['heatmaps'])} heatmaps")
+    return 0

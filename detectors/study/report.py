@@ -1,0 +1,328 @@
+"""A study's report, rendered from its folder alone (``study.json`` and the cells' ``result.json``).
+
+- ``results.jsonl``: one line per cell x test set (plan order): the cell's family, regime, detector and seed,
+  its status (and error), the test set's metrics, the training record, timings and library versions.
+- ``results.csv``: the same, flat, one metric per column.
+- ``table.md``: per test set and metric, families x regimes against detectors: mean +- std over seeds, each as a
+  percentage of the detector's real-only baseline (``none / real``) and as a difference (points) from the
+  ``none`` row of the same regime; failed and pending cells marked. Then a ranking of the families per test set,
+  and the synthetic validation.
+- ``heatmaps/<test set>__<metric>.png``: family x detector, one panel per regime (needs matplotlib; skipped
+  with a note in ``table.md`` without it).
+
+**Synthetic validation.** When the study has real and synthetic test sets, each synthetic one is compared with
+each real one: for every detector and regime, Spearman's rank correlation between the families' means on the
+two (:mod:`.ranks`, with its 95 % interval), and, with three or more detectors, the same over the detectors for
+every family. A correlation near 1 with an interval clear of 0 says the synthetic set picks the same families
+as real defects would.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from defectgen.io.atomic import write_text_atomic
+
+from .ranks import spearman, spearman_interval
+from .recipe import BASELINE
+from .runner import CELLS, RESULT, STUDY_FILE, read_json
+
+Key = Tuple[str, str, str, str, str]  # test set, metric, family, regime, detector
+
+
+def load(out: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
+    """``(study record, {cell id: result})`` of a study folder; a ``ValueError`` if it is not one."""
+    out = Path(out)
+    record = read_json(out / STUDY_FILE)
+    if record is None:
+        raise ValueError(f"{str(out)!r} is not a study folder (no readable {STUDY_FILE}); run defectgen ablate first")
+    results = {}
+    for cell in record["cells"]:
+        result = read_json(out / CELLS / cell["id"] / RESULT)
+        if result is not None:
+            results[cell["id"]] = result
+    return record, results
+
+
+def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows of ``results.jsonl`` (see the module docstring), in plan order; pending cells have none."""
+    rows = []
+    for cell in record["cells"]:
+        result = results.get(cell["id"])
+        if result is None:
+            continue
+        for test_set, kind in record["test_sets"].items():
+            row = {"cell": cell["id"], "family": cell["family"], "regime": cell["regime"],
+                   "detector": cell["detector"], "seed": cell["seed"], "test_set": test_set, "test_kind": kind,
+                   "status": result.get("status")}
+            if result.get("status") == "done":
+                test = result["tests"].get(test_set, {})
+                row["metrics"] = {k: v for k, v in test.get("overall", {}).items() if isinstance(v, (int, float))}
+                if test.get("per_true_class"):
+                    row["per_true_class"] = test["per_true_class"]
+                row["record"] = result.get("record", {})
+                row["timings"] = {"train_seconds": row["record"].get("train_seconds"),
+                                  "eval_seconds": test.get("seconds"), "cell_seconds": result.get("seconds")}
+            else:
+                row["error"] = result.get("error")
+                row["timings"] = {"cell_seconds": result.get("seconds")}
+            row["versions"] = result.get("versions")
+            rows.append(row)
+    return rows
+
+
+def aggregate(rows: List[Dict[str, Any]]) -> Dict[Key, List[float]]:
+    """Every finished value, by (test set, metric, family, regime, detector), one per seed."""
+    values: Dict[Key, List[float]] = {}
+    for row in rows:
+        for metric, value in row.get("metrics", {}).items():
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                key = (row["test_set"], metric, row["family"], row["regime"], row["detector"])
+                values.setdefault(key, []).append(float(value))
+    return values
+
+
+def mean(values: Optional[List[float]]) -> Optional[float]:
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(values: Optional[List[float]]) -> str:
+    if not values:
+        return "-"
+    text = f"{100 * statistics.fmean(values):.1f}"
+    return text + (f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+
+def _metrics_present(record, values, test_set) -> List[str]:
+    return [m for m in record["metrics"] if any(k[0] == test_set and k[1] == m for k in values)]
+
+
+def _row_keys(record) -> List[Tuple[str, str]]:
+    """(family, regime) rows in plan order."""
+    seen: List[Tuple[str, str]] = []
+    for cell in record["cells"]:
+        key = (cell["family"], cell["regime"])
+        if key not in seen:
+            seen.append(key)
+    regimes = record["regimes"]
+    return sorted(seen, key=lambda fr: (regimes.index(fr[1]), record["families"].index(fr[0])))
+
+
+def _status_mark(record, results, family, regime, detector) -> Optional[str]:
+    ids = [c["id"] for c in record["cells"]
+           if (c["family"], c["regime"], c["detector"]) == (family, regime, detector)]
+    if not ids:
+        return None
+    states = [results.get(i, {}).get("status", "pending") for i in ids]
+    if "failed" in states:
+        return f"failed {states.count('failed')}/{len(ids)}"
+    if "pending" in states:
+        return f"pending {states.count('pending')}/{len(ids)}"
+    return None
+
+
+def metric_table(record, results, values, test_set, metric) -> str:
+    """One Markdown table: rows (family, regime), for each detector: value, % of real-only, points over none."""
+    detectors = list(record["detectors"])
+    head = ["family", "regime"]
+    for det in detectors:
+        head += [det, "% real", "Δ none"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for family, regime in _row_keys(record):
+        cells = [family, regime]
+        for det in detectors:
+            got = values.get((test_set, metric, family, regime, det))
+            mark = _status_mark(record, results, family, regime, det)
+            shown = _fmt(got) if got else ("-" if mark is None else "")
+            if mark and (got or "pending" in mark or "failed" in mark):
+                shown = f"{shown} ({mark})".strip() if shown else f"({mark})"
+            real = mean(values.get((test_set, metric, BASELINE, "real", det)))
+            none = mean(values.get((test_set, metric, BASELINE, regime, det)))
+            value = mean(got)
+            pct = f"{100 * value / real:.0f} %" if value is not None and real else "-"
+            delta = f"{100 * (value - none):+.1f}" if value is not None and none is not None \
+                and family != BASELINE else "-"
+            cells += [shown, pct, delta]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ranking(record, values, test_set) -> List[str]:
+    """Families best first, per detector and regime, by the first recipe metric the test set has."""
+    lines = []
+    metrics = _metrics_present(record, values, test_set)
+    if not metrics:
+        return lines
+    metric = metrics[0]
+    for det in record["detectors"]:
+        for regime in record["regimes"]:
+            scored = [(mean(values[(test_set, metric, fam, regime, det)]), fam) for fam in record["families"]
+                      if (test_set, metric, fam, regime, det) in values]
+            if len(scored) < 2:
+                continue
+            scored.sort(key=lambda pair: -pair[0])
+            order = " > ".join(f"{fam} {100 * v:.1f}" for v, fam in scored)
+            lines.append(f"- {det}, {regime} ({metric}): {order}")
+    return lines
+
+
+def synthetic_validation(record, values) -> List[Dict[str, Any]]:
+    """Rank agreement of every synthetic test set with every real one (see the module docstring)."""
+    reals = [t for t, kind in record["test_sets"].items() if kind == "real"]
+    synths = [t for t, kind in record["test_sets"].items() if kind == "synthetic"]
+    groups = []  # (what is ranked, the fixed one, regime, the (family, regime, detector) keys ranked)
+    for regime in record["regimes"]:
+        groups += [("families", det, regime, [(f, regime, det) for f in record["families"]])
+                   for det in record["detectors"]]
+        if len(record["detectors"]) >= 3:
+            groups += [("detectors", fam, regime, [(fam, regime, d) for d in record["detectors"]])
+                       for fam in record["families"]]
+    out = []
+    for real in reals:
+        for synth in synths:
+            for metric in record["metrics"]:
+                for ranked, within, regime, keys in groups:
+                    pairs = [(mean(values[(real, metric, *k)]), mean(values[(synth, metric, *k)])) for k in keys
+                             if (real, metric, *k) in values and (synth, metric, *k) in values]
+                    if len(pairs) >= 2:
+                        out.append(_agreement(real, synth, metric, ranked, within, regime, pairs))
+    return out
+
+
+def _agreement(real, synth, metric, ranked, within, regime, pairs) -> Dict[str, Any]:
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+    low, high = spearman_interval(rho, len(pairs))
+    return {"real": real, "synthetic": synth, "metric": metric, "ranked": ranked, "within": within,
+            "regime": regime, "n": len(pairs), "rho": rho, "ci95": [low, high]}
+
+
+def validation_markdown(items: List[Dict[str, Any]]) -> str:
+    if not items:
+        return ""
+    lines = ["| real | synthetic | metric | ranks | of | regime | n | Spearman ρ | 95 % interval |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for it in items:
+        rho = "-" if math.isnan(it["rho"]) else f"{it['rho']:+.2f}"
+        low, high = it["ci95"]
+        ci = "- (n < 4)" if math.isnan(low) else f"{low:+.2f} … {high:+.2f}"
+        lines.append(f"| {it['real']} | {it['synthetic']} | {it['metric']} | {it['ranked']} | {it['within']} | "
+                     f"{it['regime']} | {it['n']} | {rho} | {ci} |")
+    return "\n".join(lines)
+
+
+def render_table(record, results, values, heatmap_note: str = "") -> str:
+    states = [results.get(c["id"], {}).get("status", "pending") for c in record["cells"]]
+    parts = [f"# Study `{record['name']}`" + (f" (budget {record['budget']})" if record.get("budget") else ""),
+             "",
+             f"{len(states)} cells: {states.count('done')} done, {states.count('failed')} failed, "
+             f"{states.count('pending')} pending. Values in percent: mean ± std over seeds "
+             f"({', '.join(map(str, record['seeds']))}). **% real**: of the same detector's real-only baseline "
+             f"(`{BASELINE}` / `real`); **Δ none**: points over the `{BASELINE}` row of the same regime and detector "
+             f"(`{BASELINE}` / `synthetic+K` is K real images alone; for an anomaly detector `{BASELINE}` is the "
+             "untrained network).", ""]
+    for test_set, kind in record["test_sets"].items():
+        for metric in _metrics_present(record, values, test_set):
+            parts += [f"## {test_set} ({kind} test set): {metric}", "", metric_table(record, results, values,
+                                                                                     test_set, metric), ""]
+    parts += ["## Ranking of the families", ""]
+    for test_set in record["test_sets"]:
+        lines = ranking(record, values, test_set)
+        if lines:
+            parts += [f"Test set `{test_set}`:", "", *lines, ""]
+    validation = synthetic_validation(record, values)
+    if validation:
+        parts += ["## Synthetic validation: does a synthetic test set rank like the real one?", "",
+                  "Spearman's ρ between the means on the real and on the synthetic test set (over the families "
+                  "for each detector; over the detectors for each family when there are three or more), with a "
+                  "95 % interval (Fisher z, se = √(1.06 / (n − 3))).", "", validation_markdown(validation), ""]
+    failed = [(c, results[c["id"]]) for c in record["cells"] if results.get(c["id"], {}).get("status") == "failed"]
+    if failed:
+        parts += ["## Failed cells", ""] + [f"- `{c['id']}` {c['family']} / {c['regime']} / {c['detector']} / seed "
+                                            f"{c['seed']}: {r.get('error')}" for c, r in failed] + [""]
+    if heatmap_note:
+        parts += [heatmap_note, ""]
+    return "\n".join(parts)
+
+
+def write_heatmaps(record, values, folder: Path) -> List[Path]:
+    """``<test set>__<metric>.png`` per test set and metric: family x detector, a panel per regime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    detectors, families = list(record["detectors"]), list(record["families"])
+    for test_set in record["test_sets"]:
+        for metric in _metrics_present(record, values, test_set):
+            regimes = [r for r in record["regimes"]
+                       if any((test_set, metric, f, r, d) in values for f in families for d in detectors)]
+            fig, axes = plt.subplots(1, len(regimes), figsize=(1.6 + 1.3 * len(detectors) * len(regimes),
+                                                               1.2 + 0.42 * len(families)), squeeze=False)
+            for ax, regime in zip(axes[0], regimes):
+                grid = np.full((len(families), len(detectors)), np.nan)
+                for i, fam in enumerate(families):
+                    for j, det in enumerate(detectors):
+                        v = mean(values.get((test_set, metric, fam, regime, det)))
+                        if v is not None:
+                            grid[i, j] = 100 * v
+                ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+                ax.set_facecolor("#dddddd")
+                for i in range(len(families)):
+                    for j in range(len(detectors)):
+                        text = "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}"
+                        colour = "black" if not np.isnan(grid[i, j]) and grid[i, j] > 60 else "white"
+                        ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                                color="black" if np.isnan(grid[i, j]) else colour)
+                ax.set_xticks(range(len(detectors)), detectors, fontsize=8)
+                ax.set_yticks(range(len(families)), families, fontsize=8)
+                ax.set_title(regime, fontsize=9)
+            fig.suptitle(f"{record['name']}: {metric} on {test_set} (%)", fontsize=10)
+            fig.tight_layout()
+            path = folder / f"{test_set}__{metric}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+CSV_FIELDS = ["cell", "family", "regime", "detector", "seed", "test_set", "test_kind", "status"]
+
+
+def render_report(out: Union[str, Path], heatmaps: bool = True) -> Dict[str, Any]:
+    """Write ``results.jsonl``, ``results.csv``, ``table.md`` and the heatmaps into the study folder ``out``;
+    returns their paths and the synthetic validation."""
+    out = Path(out)
+    record, results = load(out)
+    rows = result_rows(record, results)
+    values = aggregate(rows)
+    write_text_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True, default=str) + "\n"
+                                                    for r in rows))
+    metric_names = sorted({m for r in rows for m in r.get("metrics", {})},
+                          key=lambda m: (m not in record["metrics"], m))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_FIELDS + metric_names + ["train_seconds", "eval_seconds", "error"])
+    for r in rows:
+        writer.writerow([r[k] for k in CSV_FIELDS] + [r.get("metrics", {}).get(m, "") for m in metric_names]
+                        + [r["timings"].get("train_seconds", ""), r["timings"].get("eval_seconds", ""),
+                           r.get("error", "")])
+    write_text_atomic(out / "results.csv", buffer.getvalue())
+    paths: Dict[str, Any] = {"jsonl": out / "results.jsonl", "csv": out / "results.csv", "heatmaps": []}
+    note = ""
+    if heatmaps:
+        try:
+            paths["heatmaps"] = write_heatmaps(record, values, out / "heatmaps")
+        except ImportError:
+            note = "Heatmaps skipped: matplotlib is not installed (pip install matplotlib)."
+    write_text_atomic(out / "table.md", render_table(record, results, values, note))
+    paths["table"] = out / "table.md"
+    paths["validation"] = synthetic_validation(record, values)
+    return paths
