@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -45,7 +45,8 @@ def evaluate_labelled(detector, test: LabelledSet, batch_size: int = 16, agnosti
         predict_kwargs: passed to ``detector.predict`` (e.g. ``stride=`` for a patch-level CutPaste model).
 
     Returns the report: ``{"kind": "boxes" | "anomaly", "overall": {...}, ...}`` plus ``"data"``,
-    ``"image_size"`` and ``"seconds"`` (prediction time).
+    ``"image_size"`` and ``"seconds"`` (prediction time). An anomaly report of a set with several classes also
+    has ``"per_defect"``: the metrics on the defect-free images plus those of each type.
     """
     if len(test) == 0:
         raise ValueError("the test set holds no images")
@@ -61,11 +62,25 @@ def evaluate_labelled(detector, test: LabelledSet, batch_size: int = 16, agnosti
         pixel = prediction.has_maps and test.masks is not None
         report = metrics.evaluate(prediction.scores, test.defective,
                                   prediction.maps if pixel else None,
-                                  torch.stack(list(test.masks)) if pixel else None, fpr_limit=fpr_limit)
+                                  torch.stack(list(test.masks)) if pixel else None, image_types(test),
+                                  fpr_limit=fpr_limit)
         report["kind"] = "anomaly"
     report.update({"data": test.info.get("root"), "format": test.info.get("format"), "split": test.info.get("split"),
                    "image_size": detector.image_size, "seconds": round(seconds, 3)})
     return report
+
+
+def image_types(test: LabelledSet) -> Optional[List[str]]:
+    """Each image's defect type (its most frequent box class; ``"good"`` without boxes), for the per-type rows
+    of an anomaly report; None when the set has one class or no defect-free image (nothing to break down)."""
+    if len(test.class_names) < 2:
+        return None
+    types = []
+    for labels, defective in zip(test.labels, test.defective.tolist()):
+        if defective and len(labels) == 0:
+            return None  # a mask without a box: no type to file it under
+        types.append(test.class_names[int(labels.mode().values) - 1] if defective else metrics.GOOD)
+    return types if metrics.GOOD in types else None
 
 
 def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequence[str]] = None,

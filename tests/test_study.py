@@ -248,7 +248,9 @@ def test_report_from_a_hand_written_results_folder(tmp_path):
             cid = f"{family}-{regime}-{seed}"
             cells.append({"id": cid, "family": family, "regime": regime, "detector": "frcnn", "seed": seed})
             results[cid] = {"status": "done", "record": {"train_seconds": 1.0},
-                            "tests": {"real": {"overall": {"map_50": value}, "seconds": 0.5}}}
+                            "tests": {"real": {"overall": {"map_50": value}, "seconds": 0.5,
+                                               "per_true_class": {"open": {"ap_50": value / 2},
+                                                                  "short": {"ap_50": value}}}}}
     cells.append({"id": "broken", "family": "scar", "regime": "synthetic", "detector": "frcnn", "seed": 0})
     results["broken"] = {"status": "failed", "error": "RuntimeError: out of memory"}
     cells.append({"id": "later", "family": "scar", "regime": "synthetic", "detector": "frcnn", "seed": 1})
@@ -263,6 +265,7 @@ def test_report_from_a_hand_written_results_folder(tmp_path):
     assert "| none | real | 60.0 ± 0.0 | 100 % | - |" in table
     assert "| scar | synthetic | (failed 1/2) | - | - |" in table
     assert "- frcnn, synthetic+20 (map_50): pcb 46.0 > none 31.0" in table
+    assert "| family | regime | open | short |" in table and "| pcb | synthetic+20 | 23.0 ± 0.7 | 46.0 ± 1.4 |" in table
     assert "`broken` scar / synthetic / frcnn / seed 0: RuntimeError: out of memory" in table
     rows = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
     assert len(rows) == 9 and rows[-1]["status"] == "failed" and rows[0]["metrics"] == {"map_50": 0.40}
@@ -379,3 +382,34 @@ def test_tiny_study_end_to_end_with_real_detectors(toy, tmp_path, capsys):
     changed["image_size"] = 32
     code = main(["ablate", str(write_recipe(toy, changed, "tiny2.yaml")), "--out", str(out), "--resume"])
     assert code == 2 and "differs in: image_size" in capsys.readouterr().err
+
+
+def test_anomaly_reports_break_down_by_real_defect_type():
+    """evaluate_labelled gives an anomaly detector's metrics per type (good images plus that type's), as the
+    study's per-type tables read them; the score here is the mean brightness, so bright 'blob's are found."""
+    import torch
+
+    from detectors.evaluation import evaluate_labelled
+    from detectors.types import LabelledSet, Prediction
+
+    class Brightness:
+        image_size = 8
+
+        def predict(self, images):
+            return Prediction(scores=images.float().mean((1, 2, 3)))
+
+    def image(value):
+        return torch.full((3, 8, 8), value, dtype=torch.uint8)
+
+    box = torch.tensor([[0.0, 0.0, 8.0, 8.0]])
+    images = [image(10), image(20), image(200), image(210), image(15), image(5)]  # good, good, blob x2, dent x2
+    boxes = [torch.zeros(0, 4)] * 2 + [box] * 4
+    labels = [torch.zeros(0, dtype=torch.int64)] * 2 + [torch.tensor([1])] * 2 + [torch.tensor([2])] * 2
+    test = LabelledSet(images, boxes, labels, ("blob", "dent"))
+    report = evaluate_labelled(Brightness(), test)
+    assert report["per_defect"]["blob"]["image_auroc"] == pytest.approx(1.0)
+    assert report["per_defect"]["dent"]["image_auroc"] == pytest.approx(0.25)  # 15 > 10 only
+    assert report["counts"] == {"good": 2, "blob": 2, "dent": 2}
+    one_class = LabelledSet(images[:4], boxes[:4], [torch.ones(len(b), dtype=torch.int64) for b in boxes[:4]],
+                            ("blob",))
+    assert "per_defect" not in evaluate_labelled(Brightness(), one_class)

@@ -88,7 +88,8 @@ def evaluate(study: Study, data: StudyData, cell: Cell, detector, log: Callable[
     for name in study.test_sets:
         test = data.test_set(name)
         report = evaluate_labelled(detector, test, agnostic=agnostic)
-        kept = {key: report[key] for key in ("overall", "per_true_class", "counts") if key in report}
+        kept = {key: report[key] for key in ("overall", "per_true_class", "per_defect", "counts")
+                if key in report}
         kept["seconds"] = report.get("seconds")
         results[name] = kept
         shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in report["overall"].items()

@@ -49,13 +49,16 @@ def load(out: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any
     return record, results
 
 
-def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The rows of ``results.jsonl`` (see the module docstring), in plan order; pending cells have none."""
+def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]], folder: Optional[Path] = None
+                ) -> List[Dict[str, Any]]:
+    """The rows of ``results.jsonl`` (see the module docstring), in plan order; pending cells have none. With the
+    study ``folder``, each row also carries the cell's resolved settings (its ``cell.json``)."""
     rows = []
     for cell in record["cells"]:
         result = results.get(cell["id"])
         if result is None:
             continue
+        settings = (read_json(folder / CELLS / cell["id"] / "cell.json") or {}).get("settings") if folder else None
         for test_set, kind in record["test_sets"].items():
             row = {"cell": cell["id"], "family": cell["family"], "regime": cell["regime"],
                    "detector": cell["detector"], "seed": cell["seed"], "test_set": test_set, "test_kind": kind,
@@ -63,8 +66,9 @@ def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]]) -> L
             if result.get("status") == "done":
                 test = result["tests"].get(test_set, {})
                 row["metrics"] = {k: v for k, v in test.get("overall", {}).items() if isinstance(v, (int, float))}
-                if test.get("per_true_class"):
-                    row["per_true_class"] = test["per_true_class"]
+                for key in ("per_true_class", "per_defect"):
+                    if test.get(key):
+                        row[key] = test[key]
                 row["record"] = result.get("record", {})
                 row["timings"] = {"train_seconds": row["record"].get("train_seconds"),
                                   "eval_seconds": test.get("seconds"), "cell_seconds": result.get("seconds")}
@@ -72,6 +76,8 @@ def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]]) -> L
                 row["error"] = result.get("error")
                 row["timings"] = {"cell_seconds": result.get("seconds")}
             row["versions"] = result.get("versions")
+            if settings is not None:
+                row["settings"] = settings
             rows.append(row)
     return rows
 
@@ -152,6 +158,44 @@ def metric_table(record, results, values, test_set, metric) -> str:
     return "\n".join(lines)
 
 
+def per_type_tables(record, rows, test_set) -> List[str]:
+    """Markdown sections: the first metric against each real defect type, per detector (rows: family, regime).
+    Object detectors give the agnostic AP@50 against each type's boxes (``per_true_class``), anomaly detectors
+    their metrics on the defect-free images plus each type's (``per_defect``)."""
+    per: Dict[Tuple[str, str, str, str], List[float]] = {}
+    metric_of: Dict[str, str] = {}
+    types: List[str] = []
+    for row in rows:
+        if row["test_set"] != test_set:
+            continue
+        if row.get("per_true_class"):
+            table, metric, key = row["per_true_class"], "map_50", "ap_50"
+        elif row.get("per_defect"):
+            metric = next((m for m in record["metrics"] if m in next(iter(row["per_defect"].values()))), None)
+            table, key = row["per_defect"], metric
+        else:
+            continue
+        if metric is None:
+            continue
+        metric_of[row["detector"]] = metric
+        for name, scores in table.items():
+            if isinstance(scores.get(key), (int, float)):
+                types += [name] if name not in types else []
+                per.setdefault((row["detector"], row["family"], row["regime"], name), []).append(float(scores[key]))
+    out = []
+    for det, metric in metric_of.items():
+        head = ["family", "regime", *types]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for family, regime in _row_keys(record):
+            got = [per.get((det, family, regime, t)) for t in types]
+            if any(got):
+                lines.append("| " + " | ".join([family, regime, *(_fmt(g) for g in got)]) + " |")
+        what = "agnostic AP@50 against each type's boxes" if metric == "map_50" else \
+            f"{metric} on the defect-free images plus each type's"
+        out += [f"### {test_set}: {det}, per real defect type ({what})", "", *lines, ""]
+    return out
+
+
 def ranking(record, values, test_set) -> List[str]:
     """Families best first, per detector and regime, by the first recipe metric the test set has."""
     lines = []
@@ -215,7 +259,7 @@ def validation_markdown(items: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_table(record, results, values, heatmap_note: str = "") -> str:
+def render_table(record, results, rows, values, heatmap_note: str = "") -> str:
     states = [results.get(c["id"], {}).get("status", "pending") for c in record["cells"]]
     parts = [f"# Study `{record['name']}`" + (f" (budget {record['budget']})" if record.get("budget") else ""),
              "",
@@ -229,6 +273,8 @@ def render_table(record, results, values, heatmap_note: str = "") -> str:
         for metric in _metrics_present(record, values, test_set):
             parts += [f"## {test_set} ({kind} test set): {metric}", "", metric_table(record, results, values,
                                                                                      test_set, metric), ""]
+    for test_set in record["test_sets"]:
+        parts += per_type_tables(record, rows, test_set)
     parts += ["## Ranking of the families", ""]
     for test_set in record["test_sets"]:
         lines = ranking(record, values, test_set)
@@ -301,7 +347,7 @@ def render_report(out: Union[str, Path], heatmaps: bool = True) -> Dict[str, Any
     returns their paths and the synthetic validation."""
     out = Path(out)
     record, results = load(out)
-    rows = result_rows(record, results)
+    rows = result_rows(record, results, out)
     values = aggregate(rows)
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True, default=str) + "\n"
                                                     for r in rows))
@@ -322,7 +368,7 @@ def render_report(out: Union[str, Path], heatmaps: bool = True) -> Dict[str, Any
             paths["heatmaps"] = write_heatmaps(record, values, out / "heatmaps")
         except ImportError:
             note = "Heatmaps skipped: matplotlib is not installed (pip install matplotlib)."
-    write_text_atomic(out / "table.md", render_table(record, results, values, note))
+    write_text_atomic(out / "table.md", render_table(record, results, rows, values, note))
     paths["table"] = out / "table.md"
     paths["validation"] = synthetic_validation(record, values)
     return paths
