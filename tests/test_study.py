@@ -413,3 +413,17 @@ def test_anomaly_reports_break_down_by_real_defect_type():
     one_class = LabelledSet(images[:4], boxes[:4], [torch.ones(len(b), dtype=torch.int64) for b in boxes[:4]],
                             ("blob",))
     assert "per_defect" not in evaluate_labelled(Brightness(), one_class)
+
+
+def test_a_changed_operator_recipe_file_is_refused(toy, tmp_path):
+    (toy / "blobs.yaml").write_text("op: shape\nshapes: [ellipse]\n")
+    families = {"none": "none", "blobs": {"recipe": "blobs.yaml"}}
+    common = {"detectors": {"cutpaste": recipe(toy)["detectors"]["cutpaste"]}, "regimes": ["synthetic"],
+              "test_sets": {"real": "real"}}
+    study = study_of(toy, families=families, **common)
+    out = tmp_path / "out"
+    run_study(study, out, runner=fake_runner(), progress=False)
+    (toy / "blobs.yaml").write_text("op: shape\nshapes: [square]\n")
+    changed = study_of(toy, families=families, **common)
+    with pytest.raises(RecipeError, match=r"differs in: families\.blobs\.recipe \(the file's content\)"):
+        run_study(changed, out, resume=True, runner=fake_runner(), progress=False)

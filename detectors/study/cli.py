@@ -20,7 +20,7 @@ from defectgen.cli_support import CliError, add_device_argument, resolve_device
 
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", metavar="RECIPE.yaml", type=Path, nargs="?",
-                        help="the study recipe (see recipes/ablation_*.yaml and detectors/study/recipe.py)")
+                        help="the study recipe (see docs/ablate.md and recipes/ablation_*.yaml)")
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help="the study folder: one folder per cell, results.jsonl / .csv, table.md, heatmaps/")
     parser.add_argument("--budget", metavar="NAME",

@@ -65,6 +65,10 @@ def check_out_folder(study: Study, out: Path, cells: List[Cell]) -> None:
     if existing is None:
         return
     keys = differing_keys(existing.get("fingerprint", {}), study.fingerprint())
+    if not keys:  # the same recipe text, but a file it names (an operator recipe) may have changed since
+        before = {(c["family"], c["regime"], c["detector"], c["seed"]): c["id"] for c in existing.get("cells", [])}
+        keys = sorted({f"families.{c.family}.recipe (the file's content)" for c in cells
+                       if before.get((c.family, c.regime, c.detector, c.seed), c.id) != c.id})
     if keys:
         shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
         raise RecipeError(f"{str(out)!r} holds a study whose recipe differs in: {shown}; use another --out, or "
