@@ -261,10 +261,12 @@ def validation_markdown(items: List[Dict[str, Any]]) -> str:
 
 def render_table(record, results, rows, values, heatmap_note: str = "") -> str:
     states = [results.get(c["id"], {}).get("status", "pending") for c in record["cells"]]
+    seconds = sum(float(r.get("seconds") or 0) for r in results.values())
     parts = [f"# Study `{record['name']}`" + (f" (budget {record['budget']})" if record.get("budget") else ""),
              "",
              f"{len(states)} cells: {states.count('done')} done, {states.count('failed')} failed, "
-             f"{states.count('pending')} pending. Values in percent: mean ± std over seeds "
+             f"{states.count('pending')} pending; {seconds / 3600:.1f} h of cell time (training and evaluation, "
+             f"summed over cells and shards). Values in percent: mean ± std over seeds "
              f"({', '.join(map(str, record['seeds']))}). **% real**: of the same detector's real-only baseline "
              f"(`{BASELINE}` / `real`); **Δ none**: points over the `{BASELINE}` row of the same regime and detector "
              f"(`{BASELINE}` / `synthetic+K` is K real images alone; for an anomaly detector `{BASELINE}` is the "
