@@ -312,8 +312,13 @@ def write_heatmaps(record, values, folder: Path) -> List[Path]:
         for metric in _metrics_present(record, values, test_set):
             regimes = [r for r in record["regimes"]
                        if any((test_set, metric, f, r, d) in values for f in families for d in detectors)]
+            # one colour scale over the figure's own range: AUROCs of 89-97 would all look alike on 0-100
+            shown = [100 * mean(v) for k, v in values.items() if k[0] == test_set and k[1] == metric]
+            low, high = math.floor(min(shown)), math.ceil(max(shown))
+            high = high if high > low else low + 1
             fig, axes = plt.subplots(1, len(regimes), figsize=(1.6 + 1.3 * len(detectors) * len(regimes),
-                                                               1.2 + 0.42 * len(families)), squeeze=False)
+                                                               1.2 + 0.42 * len(families)), squeeze=False,
+                                     layout="constrained")
             for ax, regime in zip(axes[0], regimes):
                 grid = np.full((len(families), len(detectors)), np.nan)
                 for i, fam in enumerate(families):
@@ -321,19 +326,19 @@ def write_heatmaps(record, values, folder: Path) -> List[Path]:
                         v = mean(values.get((test_set, metric, fam, regime, det)))
                         if v is not None:
                             grid[i, j] = 100 * v
-                ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+                image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=low, vmax=high, aspect="auto")
                 ax.set_facecolor("#dddddd")
                 for i in range(len(families)):
                     for j in range(len(detectors)):
                         text = "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}"
-                        colour = "black" if not np.isnan(grid[i, j]) and grid[i, j] > 60 else "white"
+                        colour = "black" if not np.isnan(grid[i, j]) and grid[i, j] > (low + high) / 2 else "white"
                         ax.text(j, i, text, ha="center", va="center", fontsize=8,
                                 color="black" if np.isnan(grid[i, j]) else colour)
                 ax.set_xticks(range(len(detectors)), detectors, fontsize=8)
                 ax.set_yticks(range(len(families)), families, fontsize=8)
                 ax.set_title(regime, fontsize=9)
+            fig.colorbar(image, ax=list(axes[0]), fraction=0.05, pad=0.02)
             fig.suptitle(f"{record['name']}: {metric} on {test_set} (%)", fontsize=10)
-            fig.tight_layout()
             path = folder / f"{test_set}__{metric}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
