@@ -12,7 +12,11 @@ from defectgen import create_op
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+STUDY_RECIPES = sorted((ROOT / "recipes").glob("ablation_*.yaml"))
+OPERATOR_RECIPES = sorted(set((ROOT / "recipes").glob("*.yaml")) - set(STUDY_RECIPES))
+
+
+@pytest.mark.parametrize("path", OPERATOR_RECIPES, ids=lambda p: p.name)
 def test_recipe_builds_and_runs(path):
     from defectgen.generation.job import build_op, class_names
 
@@ -21,6 +25,18 @@ def test_recipe_builds_and_runs(path):
     out = op(torch.rand(8, 3, 128, 128), seed=0)
     assert out.mask.any()
     class_names(op, names)  # the names, if any, fit the classes the recipe produces
+
+
+@pytest.mark.parametrize("path, cells", [(p, {"ablation_deeppcb.yaml": {"cpu": 32, "gpu": 96},
+                                                "ablation_bottle.yaml": {"cpu": 18, "gpu": 45}}[p.name])
+                                         for p in STUDY_RECIPES], ids=lambda v: getattr(v, "name", ""))
+def test_study_recipes_load_and_expand_for_every_budget(path, cells):
+    """The shipped study recipes (defectgen ablate) are valid for each budget; they name ../shared/data."""
+    from detectors.study import expand, load_study
+
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("the study recipes' data (../shared/data) is not on this machine")
+    assert {budget: len(expand(load_study(path, budget))) for budget in cells} == cells
 
 
 DEEPPCB_TEMPLATES = ROOT.parent / "shared" / "data" / "deeppcb_400" / "templates"
