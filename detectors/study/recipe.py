@@ -109,7 +109,8 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 class Study:
     """A checked recipe resolved for one budget (see the module docstring)."""
 
-    path: Optional[Path]          # the recipe file (relative paths in it are relative to its folder)
+    path: Optional[Path]          # the recipe file, None for a recipe given as a dict
+    root: Path                    # the folder relative paths in the recipe are taken from
     budget: Optional[str]
     raw: Dict[str, Any]           # the recipe as written, with the budget's overrides merged in
     name: str
@@ -122,14 +123,13 @@ class Study:
     metrics: List[str]
     image_size: int
     synthetic: Dict[str, Any]
-
-    @property
-    def base(self) -> Path:
-        return self.path.parent if self.path is not None else Path.cwd()
+    # each family's spec as a cell records it: an operator recipe file's spec also holds a hash of the file's
+    # text (read once, at load), so editing the file makes new cells
+    family_records: Dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, text: str) -> Path:
         path = Path(text).expanduser()
-        return path if path.is_absolute() else (self.base / path)
+        return path if path.is_absolute() else (self.root / path)
 
     def is_anomaly(self, detector: str) -> bool:
         return self.detectors[detector]["kind"] in ANOMALY_KINDS
@@ -149,7 +149,6 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
     path: Optional[Path] = None
     if isinstance(recipe, Mapping):
         raw = copy.deepcopy(dict(recipe))
-        path = Path(base) / "<recipe>" if base is not None else None
     else:
         path = Path(recipe)
         if not path.is_file():
@@ -166,7 +165,8 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
             raise RecipeError(f"the recipe needs a {required!r} section")
     raw = _apply_budget(raw, budget)
     name = str(raw.get("name") or (path.stem if path is not None else "study"))
-    study = Study(path=path, budget=budget, raw=raw, name=name,
+    root = path.parent if path is not None else Path(base) if base is not None else Path.cwd()
+    study = Study(path=path, root=root, budget=budget, raw=raw, name=name,
                   data=_check_data(raw["data"]), families=_check_families(raw["families"]),
                   regimes=_check_regimes(raw.get("regimes", ["synthetic"])),
                   detectors=_check_detectors(raw["detectors"]), test_sets=raw["test_sets"],
@@ -175,7 +175,15 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
                   synthetic=_check_synthetic(raw.get("synthetic", {})))
     study.test_sets = _check_test_sets(raw["test_sets"], study)
     _check_combinations(study)
+    study.family_records = {name: _family_record(study, spec) for name, spec in study.families.items()}
     return study
+
+
+def _family_record(study: Study, spec: Any) -> Any:
+    if isinstance(spec, Mapping) and "recipe" in spec:  # the file exists: _check_paths said so
+        text = study.resolve_path(spec["recipe"]).read_bytes()
+        return dict(spec, recipe_sha256=hashlib.sha256(text).hexdigest()[:16])
+    return spec
 
 
 def _check_keys(section: Any, allowed, where: str) -> None:
@@ -497,12 +505,7 @@ def cell_settings(study: Study, family: str, regime: str, detector: str, seed: i
     of it: a cell is trained once and evaluated on all of them."""
     data = {k: v for k, v in study.data.items() if v is not None}
     spec = study.detectors[detector]
-    family_spec = study.families[family]
-    if isinstance(family_spec, Mapping) and "recipe" in family_spec:  # the recipe file's text is part of the cell
-        text = study.resolve_path(family_spec["recipe"]).read_bytes() if study.resolve_path(
-            family_spec["recipe"]).is_file() else b""
-        family_spec = dict(family_spec, recipe_sha256=hashlib.sha256(text).hexdigest()[:16])
-    settings = {"data": data, "family": {"name": family, "spec": family_spec}, "regime": regime,
+    settings = {"data": data, "family": {"name": family, "spec": study.family_records[family]}, "regime": regime,
                 "detector": {"name": detector, **spec}, "image_size": study.image_size, "seed": seed}
     if family != BASELINE and not study.is_anomaly(detector):
         settings["synthetic"] = dict(study.synthetic)

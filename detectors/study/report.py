@@ -144,9 +144,10 @@ def metric_table(record, results, values, test_set, metric) -> str:
         for det in detectors:
             got = values.get((test_set, metric, family, regime, det))
             mark = _status_mark(record, results, family, regime, det)
-            shown = _fmt(got) if got else ("-" if mark is None else "")
-            if mark and (got or "pending" in mark or "failed" in mark):
-                shown = f"{shown} ({mark})".strip() if shown else f"({mark})"
+            shown = _fmt(got) if got else ""
+            if mark:  # some of the row's seeds failed or are still to run
+                shown = f"{shown} ({mark})".strip()
+            shown = shown or "-"
             real = mean(values.get((test_set, metric, BASELINE, "real", det)))
             none = mean(values.get((test_set, metric, BASELINE, regime, det)))
             value = mean(got)
