@@ -4,11 +4,12 @@ A defect is *where* (a mask sampler) x *what* (a source) x *how* (a blend); the 
 published methods over those parts. Every operator maps a ``(B, C, H, W)`` batch to a :class:`DefectBatch`.
 """
 from .bank import DefectBank
-from .ops import (Confetti, Cutout, CutPaste, CutPasteScar, DefectOp, DefectTransplant, PatchDefect, PerlinDefect,
-                  PoissonPaste, RegionDefect, Scar, ShapeDefect)
+from .ops import (Confetti, Cutout, CutPaste, CutPasteScar, DefectOp, DefectTransplant, DiffusionDefect, PatchDefect,
+                  PerlinDefect, PoissonPaste, RegionDefect, Scar, ShapeDefect)
 from .pipeline import OneOf, cutpaste_3way, cutpaste_union
 from .registry import create_op, create_part, list_ops, register_op, register_part
 from .result import DefectBatch
+from .sources.diffusion import DiffusionInpaint, InpaintModel
 
 __version__ = "0.1.0"
 
@@ -16,7 +17,8 @@ from .generation import generate  # noqa: E402  (after __version__, which job.js
 
 __all__ = [
     "CutPaste", "CutPasteScar", "Cutout", "Scar", "Confetti", "ShapeDefect", "PerlinDefect", "PoissonPaste",
-    "DefectTransplant", "DefectBank", "PatchDefect", "RegionDefect", "DefectOp", "OneOf",
+    "DefectTransplant", "DiffusionDefect", "DiffusionInpaint", "InpaintModel",
+    "DefectBank", "PatchDefect", "RegionDefect", "DefectOp", "OneOf",
     "cutpaste_union", "cutpaste_3way", "create_op", "create_part", "list_ops", "register_op",
     "register_part", "DefectBatch", "generate",
 ]

@@ -60,6 +60,36 @@ OP_CASES["poisson_paste"] = [
     {"mode": "mixed", "side_frac_range": (0.2, 0.5), "scale_range": (1.0, 1.0), "foreground": "otsu", "label": 2},
 ]
 
+
+
+def _tiny_inpaint_models():
+    """Random-init inpainting models small enough for the contract (16 px crops, width 8): one conditional
+    with two defect classes, one unconditional (RePaint). None without diffusers (the optional extra)."""
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        return None
+    from defectgen import InpaintModel
+
+    conditional = InpaintModel.create(["crack", "stain"], resolution=16, width=8, layers_per_block=1,
+                                      attention=False, seed=0)
+    unconditional = InpaintModel.create(conditional=False, resolution=16, width=8, layers_per_block=1, seed=1)
+    return conditional, unconditional
+
+
+_INPAINT = _tiny_inpaint_models()
+OP_CASES["diffusion"] = [] if _INPAINT is None else [
+    {"model": _INPAINT[0], "steps": 2, "guidance": 2.0},
+    {"model": _INPAINT[0], "steps": 2, "guidance": 1.0, "classes": ["stain"], "mask": {"type": "shape"},
+     "blend": "replace", "label": 2, "batch_size": 2},
+    {"model": _INPAINT[1], "steps": 2, "strength": 0.6, "resample": 2, "foreground": "otsu"},
+]
+
+# operators whose pixels come out of a neural network: its batched kernels round differently for different
+# batch sizes (about 1e-6), so sample i of a batch equals image i alone only up to that rounding (masks, boxes
+# and labels exactly); on one batch, the same seed and replayed params are still bit-identical
+NETWORK_PIXELS = {"diffusion"}
+
 # operators whose defect in sample i depends on other samples of the batch (PoissonPaste pastes a patch of
 # another image), so sample i of a batch is not what image i alone gives and batched == unbatched cannot hold
 CROSS_SAMPLE = {"poisson_paste"}
@@ -68,6 +98,7 @@ CROSS_SAMPLE = {"poisson_paste"}
 SINGLE_INSTANCE = set(OP_CASES)
 SINGLE_INSTANCE -= {"perlin", "region"}  # one box per Perlin blob
 SINGLE_INSTANCE -= {"confetti"}  # one box per connected group of blobs
+SINGLE_INSTANCE -= {"diffusion"}  # masks from any region sampler
 
 
 def cases():

@@ -5,7 +5,7 @@ import torch
 from defectgen import DefectBatch, create_op, list_ops
 
 from conftest import make_images
-from op_cases import CROSS_SAMPLE, OP_CASES, SINGLE_INSTANCE, cases
+from op_cases import CROSS_SAMPLE, NETWORK_PIXELS, OP_CASES, SINGLE_INSTANCE, cases
 
 
 def test_every_op_has_a_case():
@@ -125,7 +125,11 @@ def test_batched_equals_unbatched(name, kwargs):
     out = op(images, seed=2)
     for i in range(4):
         single = op(images[i:i + 1], params=_slice(out.params, i))
-        assert torch.equal(single.image[0], out.image[i]) and torch.equal(single.mask[0], out.mask[i])
+        if name in NETWORK_PIXELS:
+            torch.testing.assert_close(single.image[0], out.image[i], atol=1e-4, rtol=0)
+        else:
+            assert torch.equal(single.image[0], out.image[i])
+        assert torch.equal(single.mask[0], out.mask[i])
         assert torch.equal(single.boxes, out.boxes_of(i))
 
 
@@ -148,6 +152,8 @@ def test_cpu_equals_cuda(name, kwargs, dtype):
     check_contract(gpu, images.cuda())
     assert torch.equal(cpu.mask, gpu.mask.cpu()) and torch.equal(cpu.boxes, gpu.boxes.cpu())
     tol = 0 if dtype == torch.uint8 else 1e-5
+    if name in NETWORK_PIXELS:  # TF32 convolutions on the GPU
+        tol = 2 if dtype == torch.uint8 else 2e-2
     assert torch.allclose(cpu.image.float(), gpu.image.cpu().float(), atol=tol + (1 if dtype == torch.uint8 else 0))
     # a CPU generator gives the same params whatever device the images are on
     gpu2 = op(images.cuda(), seed=4)
@@ -181,8 +187,9 @@ def test_value_spaces(name, kwargs, space):
     assert bool(((out.image >= low - 1e-4 * span) & (out.image <= high + 1e-4 * span)).all()), "defect left the space"
     reference = op(unit, seed=3)
     assert torch.equal(out.mask, reference.mask) and torch.equal(out.boxes, reference.boxes)
-    torch.testing.assert_close(out.image, reference.image * (high - low) + low, atol=1e-4 * float(span.max()),
-                               rtol=0)
+    # a network sees the space's round-off (about 1e-7) in its input and may amplify it
+    tol = 1e-2 if name in NETWORK_PIXELS else 1e-4
+    torch.testing.assert_close(out.image, reference.image * (high - low) + low, atol=tol * float(span.max()), rtol=0)
 
 
 @pytest.mark.parametrize("name,kwargs", cases()[:1])

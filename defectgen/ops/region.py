@@ -63,7 +63,9 @@ class RegionDefect(DefectOp):
     def sample_labels(self, params: Params) -> torch.Tensor:
         """``(B,)`` class id of each sample's defect; subclasses with several defect types override it."""
         applied = params["applied"]
-        return torch.full(applied.shape, self.label, dtype=torch.long, device=applied.device)
+        labels = torch.full(applied.shape, self.label, dtype=torch.long, device=applied.device)
+        offset = self.source.class_offset(params)
+        return labels if offset is None else labels + offset.to(applied.device)
 
     def paint(self, canvas: Canvas, mask: torch.Tensor, params: Params) -> Painted:
         images = canvas.image

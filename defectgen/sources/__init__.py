@@ -2,6 +2,7 @@
 from .base import Source
 from .colour_jitter import ColourJitter
 from .constant import ConstantFill
+from .diffusion import DiffusionInpaint, InpaintModel
 from .draem_augment import DraemAugment
 from .other_image import OtherImagePatch
 from .self_patch import SelfPatch
@@ -10,4 +11,5 @@ from .texture import TextureSource
 from .transplant import TransplantSource
 
 __all__ = ["Source", "ColourJitter", "ConstantFill", "SelfPatch", "TextureSource", "SelfShuffle", "DraemAugment",
-           "OtherImagePatch", "TransplantSource"]
+           "OtherImagePatch", "TransplantSource",
+           "DiffusionInpaint", "InpaintModel"]

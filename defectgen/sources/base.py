@@ -36,6 +36,11 @@ class Source(Configurable):
     def check_replay(self, params: Dict[str, torch.Tensor], batch: int, height: int, width: int) -> None:
         """Raise ValueError if replayed params cannot be rendered (e.g. an index outside the batch or bank)."""
 
+    def class_offset(self, params: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """``(B,)`` int64 index of each sample's defect class among the source's classes, for sources that make
+        several kinds of defect (the operator labels a sample ``label + offset``); None for one kind."""
+        return None
+
     def constant_colour(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
         """``(B, C)`` colours if this source fills each sample with one colour, else None.
 
