@@ -205,8 +205,8 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
                 _add_preview_arguments, _run_preview),
     "generate": ("make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",
                  _add_generate_arguments, _run_generate),
-    "train": ("train a detector: CutPaste on normal images, or Faster R-CNN / YOLO on synthetic and/or real "
-              "defect boxes",
+    "train": ("train a detector (CutPaste on normal images, or Faster R-CNN / YOLO on synthetic and/or real "
+              "defect boxes) or the diffusion inpainting model that paints defects",
               _add_train_arguments, _run_train),
     "eval": ("evaluate a trained detector on a real labelled test set (MVTec, YOLO, COCO, VOC, DeepPCB)",
              _add_eval_arguments, _run_eval),

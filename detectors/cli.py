@@ -157,12 +157,19 @@ DETECTORS: Dict[str, DetectorKind] = {
 
 # -- train -----------------------------------------------------------------------------------------------------
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    kinds = parser.add_subparsers(dest="detector", metavar="DETECTOR", required=True,
-                                  help=f"the detector to train: {', '.join(DETECTORS)}")
+    from defectgen.sources.diffusion import cli as inpaint_cli
+
+    kinds = parser.add_subparsers(dest="detector", metavar="MODEL", required=True,
+                                  help=f"the detector to train ({', '.join(DETECTORS)}) or 'inpaint', the diffusion "
+                                       "model that paints defects")
     for name, kind in DETECTORS.items():
         sub = kinds.add_parser(name, help=kind.help, description=kind.help)
         kind.add_train_arguments(sub)
         sub.set_defaults(train=kind.train)
+    # not a detector (eval cannot read it), but trained the same way; its code lives beside the diffusion source
+    sub = kinds.add_parser("inpaint", help=inpaint_cli.HELP, description=inpaint_cli.HELP)
+    inpaint_cli.add_inpaint_arguments(sub)
+    sub.set_defaults(train=inpaint_cli.run_train_inpaint)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,117 @@
+"""``defectgen train inpaint``: its options and its run (registered beside the detectors' ``train`` kinds)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ...cli_support import (LIBRARY_ERRORS, CliError, add_device_argument, check_folder, library_error,
+                            non_negative_int, positive_int, resolve_device)
+
+HELP = ("defectgen's diffusion inpainting model: learns defects from a few NG images (MVTec layout) and OK "
+        "images, for DiffusionInpaint / the 'diffusion' operator")
+
+
+def _shots(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count >= 1, got {text!r}") from None
+    if not value > 0 or (value > 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text!r}")
+    return int(value) if value >= 1 else value
+
+
+def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", type=Path, required=True,
+                        help="an MVTec-layout folder: defects from test/<type>/ with ground_truth/<type>/ masks, OK "
+                             "images from train/good (or --ok)")
+    parser.add_argument("--out", metavar="DIR", type=Path, required=True,
+                        help="the model folder (rerun the same command to resume from its checkpoint)")
+    parser.add_argument("--ok", metavar="DIR", type=Path, help="OK images (default: DATA/train/good)")
+    parser.add_argument("--defect", metavar="TYPE", action="append", dest="defects",
+                        help="defect type (folder under test/) to learn, repeatable (default: all)")
+    parser.add_argument("--shots", metavar="X", type=_shots, default=1.0,
+                        help="real defects to train on: a fraction of each type (0.33) or a count per type (5); "
+                             "the rest are held out and listed in the model's info (default: all)")
+    parser.add_argument("--kind", choices=("conditional", "unconditional"), default="conditional",
+                        help="conditional: learns the defect types; unconditional: OK images only (RePaint; no NG "
+                             "image needed) (default: %(default)s)")
+    parser.add_argument("--image-size", metavar="PX", type=positive_int, default=64,
+                        help="the model's window side: windows around each mask are resampled to PX x PX "
+                             "(a power of two >= 16) (default: %(default)s)")
+    parser.add_argument("--steps", metavar="N", type=positive_int, default=20000,
+                        help="training steps (default: %(default)s)")
+    parser.add_argument("--batch-size", metavar="N", type=positive_int, default=16,
+                        help="windows per step (default: %(default)s)")
+    parser.add_argument("--lr", metavar="X", type=float, default=2e-4,
+                        help="AdamW learning rate, after a linear warm-up (default: %(default)s)")
+    parser.add_argument("--width", metavar="C", type=positive_int, default=64,
+                        help="UNet channels at full resolution, a multiple of 8 (default: %(default)s)")
+    parser.add_argument("--layers", metavar="N", type=positive_int, default=2,
+                        help="ResNet layers per UNet level (default: %(default)s)")
+    parser.add_argument("--no-attention", action="store_true", help="no self-attention (smaller, faster)")
+    parser.add_argument("--context", metavar="F", type=float, default=0.5,
+                        help="a window is the mask's box grown by F x its size on every side (default: %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
+                        help="seeds the held-out split, the initial weights and the batches (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", metavar="N", type=positive_int, default=500,
+                        help="steps between checkpoints (default: %(default)s)")
+    add_device_argument(parser)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar with loss and ETA on stderr (default: on when stderr is a terminal)")
+
+
+def run_train_inpaint(args: argparse.Namespace) -> int:
+    check_folder(args.data, "--data")
+    ok_folder = args.ok if args.ok is not None else args.data / "train" / "good"
+    check_folder(ok_folder, "--ok" if args.ok is not None else "--data's train/good")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {str(args.out)!r} is a file; give a folder")
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "train.json").is_file():
+        raise CliError(f"--out {str(args.out)!r} is a non-empty folder that holds no inpainting training run")
+    device = resolve_device(args.device)
+
+    from ...bank import DefectBank
+    from ...io.images import list_images, load_folder, read_image
+    from .train import InpaintTraining, split_shots, subset_bank, train_inpaint
+
+    try:
+        settings = InpaintTraining(
+            kind=args.kind, resolution=args.image_size, steps=args.steps, batch_size=args.batch_size,
+            learning_rate=args.lr, width=args.width, layers_per_block=args.layers, attention=not args.no_attention,
+            context=args.context, seed=args.seed)
+        first = list_images(ok_folder)
+        if not first:
+            raise CliError(f"no images in {str(ok_folder)!r}")
+        height, width = read_image(first[0]).shape[:2]
+        if min(height, width) < args.image_size:
+            raise CliError(f"the images are {height}x{width} px, smaller than the model's {args.image_size} px "
+                           "windows; use a smaller --image-size")
+        ok_images = load_folder(ok_folder, size=max(height, width))
+        bank, info = None, {"data": str(args.data), "ok": str(ok_folder), "shots": args.shots}
+        if args.kind == "conditional":
+            # the whole source image is kept around each defect, so a window never runs out of real context
+            full = DefectBank.from_mvtec(args.data, args.defects, margin_px=max(height, width))
+            train, held_out = split_shots(full, args.shots, args.seed)
+            bank = subset_bank(full, train)
+            info.update(train_defects=[full.names[i] for i in train],
+                        held_out_defects=[full.names[i] for i in held_out])
+            counts = ", ".join(f"{k} {v}" for k, v in bank.counts().items())
+            print(f"training on {len(train)} real defects ({counts}), "
+                  f"{len(held_out)} held out, and {len(ok_images)} OK images")
+        start = time.perf_counter()
+        model = train_inpaint(args.out, ok_images, bank, settings, device=device, progress=args.progress, info=info,
+                              checkpoint_every=args.checkpoint_every)
+    except LIBRARY_ERRORS as error:
+        raise library_error(error) from error
+    except OSError as error:
+        raise library_error(error) from error
+    loss = model.info.get("final_loss")
+    print(f"trained a {args.kind} inpainting model ({', '.join(model.class_names) or 'OK images only'}) for "
+          f"{model.info['steps_done']} steps in {time.perf_counter() - start:.0f} s on {device}"
+          + (f", final loss {loss:.4f}" if loss is not None else "") + f". Model saved to {args.out}.")
+    return 0
+
+
+__all__ = ["HELP", "add_inpaint_arguments", "run_train_inpaint"]
