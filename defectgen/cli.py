@@ -19,7 +19,7 @@ from .io import default_images, load_folder
 from .preview import preview_grid, save_png
 from .registry import create_op, list_ops
 
-NEEDS_ARGUMENTS = ("patch", "region", "one_of", "transplant")
+NEEDS_ARGUMENTS = ("patch", "region", "one_of", "transplant", "diffusion")
 """Operators that cannot be built from their name alone (generic compositions, and DefectTransplant, which
 needs a bank of real defects); ``preview`` skips them by default."""
 
@@ -44,6 +44,9 @@ def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of OK images (searched recursively); default: the embedded texture tiles")
     parser.add_argument("--op", metavar="NAME", action="append", dest="ops",
                         help="operator to preview (repeatable); default: every operator that needs no arguments")
+    parser.add_argument("--recipe", metavar="FILE", type=Path, action="append", dest="recipes",
+                        help="YAML operator recipe to preview (repeatable; written as <recipe name>.png), e.g. one "
+                             "that needs arguments: recipes/diffusion_bottle.yaml")
     parser.add_argument("--out-dir", metavar="DIR", type=Path, default=Path("previews"),
                         help="where <op>.png files are written (default: %(default)s)")
     parser.add_argument("--count", metavar="N", type=positive_int, default=6,
@@ -55,13 +58,22 @@ def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_preview(args: argparse.Namespace) -> int:
-    names = args.ops or [name for name in list_ops() if name not in NEEDS_ARGUMENTS]
-    ops = {}
+    from .generation.job import build_op, class_names
+
+    names = args.ops or ([] if args.recipes else [name for name in list_ops() if name not in NEEDS_ARGUMENTS])
+    ops, labels = {}, {}
     for name in names:  # build every operator first, so a typo fails before anything is written
         try:
             ops[name] = create_op(name)
         except (ValueError, TypeError) as error:
             raise CliError(str(error)) from error
+    for recipe in args.recipes or []:
+        try:
+            op, given = build_op(None, recipe)
+            labels[recipe.stem] = class_names(op, given)
+        except (ValueError, TypeError, OSError) as error:
+            raise CliError(str(error)) from error
+        ops[recipe.stem] = op
     try:
         images = default_images(args.size, args.count) if args.input is None else load_folder(
             args.input, args.size, limit=args.count)
@@ -74,7 +86,7 @@ def _run_preview(args: argparse.Namespace) -> int:
             raise CliError(f"op {name!r}: {error}") from error
         path = args.out_dir / f"{name}.png"
         try:
-            save_png(preview_grid(images, result), path)
+            save_png(preview_grid(images, result, labels.get(name)), path)
         except OSError as error:
             raise CliError(str(error)) from error
         print(path)

@@ -286,6 +286,9 @@ def test_train_inpaint_command_trains_resumes_and_feeds_generate(tmp_path, capsy
     assert main(["generate", "--input", str(root / "train" / "good"), "--output", str(ng), "--recipe", str(recipe),
                  "--count", "4", "--format", "mvtec"]) == 0
     assert len(list((ng / "mvtec" / "ground_truth").rglob("*.png"))) == 4  # every sample defective, by class
+    assert main(["preview", "--recipe", str(recipe), "--input", str(root / "train" / "good"), "--count", "2",
+                 "--size", "48", "--out-dir", str(tmp_path / "previews")]) == 0
+    assert (tmp_path / "previews" / "recipe.png").is_file()
     assert no_network == []
 
 
