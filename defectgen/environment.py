@@ -20,6 +20,8 @@ LIBRARIES = {
     "torchmetrics": ("torchmetrics",),
     "ultralytics": ("ultralytics",),
     "albumentations": ("albumentations",),
+    "diffusers": ("diffusers",),
+    "transformers": ("transformers",),
 }
 
 

@@ -5,7 +5,7 @@ import torch
 from defectgen import create_op
 from defectgen._rng import index_seed
 from defectgen.itemwise import apply_itemwise, concat_params
-from op_cases import CROSS_SAMPLE, cases
+from op_cases import CROSS_SAMPLE, NETWORK_PIXELS, cases
 from test_contract import make_images
 
 
@@ -21,6 +21,8 @@ def test_item_depends_only_on_its_seed(name, kwargs):
         alone = apply_itemwise(op, images[j:j + 1], [seeds[j]])
         if name in CROSS_SAMPLE:  # iterative Poisson solve: rounding may depend on the batch
             assert (alone.image[0].float() - out.image[j].float()).abs().max() <= 1
+        elif name in NETWORK_PIXELS:  # a network's kernels round differently per batch size (op_cases.py)
+            torch.testing.assert_close(alone.image[0], out.image[j], atol=1e-4, rtol=0)
         else:
             assert torch.equal(alone.image[0], out.image[j])
         assert torch.equal(alone.mask[0], out.mask[j])
