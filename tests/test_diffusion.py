@@ -226,7 +226,8 @@ def test_training_makes_the_loss_fall_on_a_fixed_batch(seed):
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    assert losses[0] > 0.5 and min(losses[-5:]) < 0.5 * losses[0], (losses[0], losses[-5:])
+    # measured over seeds 0-5: first loss 1.10-1.15, last 0.001-0.002; the bound keeps a margin of 50x
+    assert losses[0] > 0.5 and min(losses[-5:]) < 0.1 * losses[0], (losses[0], losses[-5:])
 
 
 def test_shots_split_each_type_and_hold_out_the_rest(tmp_path):
