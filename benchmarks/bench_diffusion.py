@@ -257,7 +257,7 @@ def train_or_load(args, device) -> InpaintModel:
     return model
 
 
-def quality(args, model: InpaintModel, device: str) -> Dict[str, Dict[str, float]]:
+def quality(args, model: InpaintModel, bank: DefectBank, device: str) -> Dict[str, Dict[str, float]]:
     train_names, held_names = model.info["train_defects"], model.info["held_out_defects"]
     real, real_masks, real_types = read_defects(args.data, held_names)
     train_images, train_masks, _ = read_defects(args.data, train_names)
@@ -277,9 +277,8 @@ def quality(args, model: InpaintModel, device: str) -> Dict[str, Dict[str, float
     outputs["diffusion"] = diffusion(base.to(device), params={k: v.to(device) for k, v in params.items()})
     print(f"diffusion: {len(base)} defects in {time.perf_counter() - start:.1f} s", flush=True)
 
-    train_bank = DefectBank.from_mvtec(args.data, margin_px=8)
-    entries = {Path(name).parts[-2:]: i for i, name in enumerate(train_bank.names)}
-    train_bank = subset_bank(train_bank, [entries[Path(name).parts[-2:]] for name in train_names])
+    entries = {Path(name).parts[-2:]: i for i, name in enumerate(bank.names)}
+    train_bank = subset_bank(bank, [entries[Path(name).parts[-2:]] for name in train_names])
     transplant = DefectTransplant(train_bank)
     params = transplant.sample_params(len(base), 3, base.shape[-2], base.shape[-1], generator)
     # a training defect of the held-out one's type, centred where the held-out one was
@@ -337,9 +336,8 @@ def save_grid(path: Path, real_windows, candidates, k):
     print(f"samples: {path} (rows: held-out real, diffusion, transplant, cutpaste, no defect)")
 
 
-def speed(args, model: InpaintModel, device: str) -> Dict[str, Dict[str, float]]:
+def speed(args, model: InpaintModel, bank: DefectBank, device: str) -> Dict[str, Dict[str, float]]:
     ok = load_folder(args.data / "train" / "good", size=256, limit=args.speed_batch).to(device)
-    bank = DefectBank.from_mvtec(args.data, margin_px=8)
     ops = {"diffusion": DiffusionDefect(model, mask="perlin", steps=args.sampling_steps, guidance=args.guidance,
                                         p=1.0),
            "transplant": DefectTransplant(bank), "cutpaste": CutPaste()}
@@ -374,14 +372,14 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     device = str(resolve_device(args.device))
     if args.out is None:
         args.out = Path("runs") / "bench_diffusion" / args.budget
-    torch.set_grad_enabled(True)
     print(f"bench_diffusion: budget {args.budget}, device {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.machine()}", flush=True)
     start = time.perf_counter()
     model = train_or_load(args, device)
     params = sum(p.numel() for p in model.unet.parameters())
     print(f"model: {model.config()} ({params / 1e6:.2f} M parameters)", flush=True)
-    rows = quality(args, model, device)
+    bank = DefectBank.from_mvtec(args.data, margin_px=8)  # every real defect: transplant's (quality uses its third)
+    rows = quality(args, model, bank, device)
     thresholds = rows.pop("_threshold")
     print(f"\nquality on {rows['real (held out)']['count']} held-out real defects; KID x 1000 (± std over subsets) "
           "against them, per feature network; diversity and memorised in cutpaste_ssl features (threshold "
@@ -395,7 +393,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         memorised = "-" if memorised is None else f"{100 * memorised:.1f} %"
         print(f"| {name} | {row['count']} | {kids[0]} | {kids[1]} | {row['diversity_cutpaste_ssl']:.2f} | "
               f"{memorised} |")
-    timing = speed(args, model, device)
+    timing = speed(args, model, bank, device)
     print(f"\nspeed, batch of {args.speed_batch} 256 px images, {args.sampling_steps} steps, guidance {args.guidance}")
     print("| op | images/s | time vs transplant | peak memory (MiB) |")
     print("|---|---|---|---|")

@@ -197,9 +197,9 @@ def test_bad_arguments_are_named(tmp_path):
         InpaintModel.load(tmp_path / "sd")
     with pytest.raises(TypeError, match="backend"):
         DiffusionInpaint(object())
+    op = DiffusionDefect(model, steps=2)
+    out = op(torch.rand(2, 3, 32, 32), seed=0)
     with pytest.raises(ValueError, match="diffusion_class"):
-        op = DiffusionDefect(model, steps=2)
-        out = op(torch.rand(2, 3, 32, 32), seed=0)
         op(torch.rand(2, 3, 32, 32), params={**out.params, "diffusion_class": torch.tensor([0, 5])})
 
 
@@ -247,8 +247,8 @@ def test_shots_split_each_type_and_hold_out_the_rest(tmp_path):
 def test_resumed_training_ends_with_the_model_an_uninterrupted_run_gives(tmp_path):
     root = write_mvtec(tmp_path / "cat")
     bank = DefectBank.from_mvtec(root, margin_px=48)
-    ok = torch.stack([torch.from_numpy(np.array(0)).new_full((3, 48, 48), 120, dtype=torch.uint8)] * 2)
-    ok = (ok.float() + torch.randn(ok.shape, generator=torch.Generator().manual_seed(0)) * 10).clamp(0, 255).byte()
+    noise = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    ok = (120 + 10 * noise).clamp(0, 255).byte()
     settings = InpaintTraining(resolution=16, steps=4, batch_size=4, width=8, layers_per_block=1, attention=False,
                                warmup=2, min_side=8)
     whole = train_inpaint(tmp_path / "whole", ok, bank, settings, progress=False)
@@ -326,7 +326,7 @@ def test_loading_and_sampling_never_touch_the_network(tmp_path, no_network):
     assert out.mask.any() and no_network == []
 
 
-def test_shipped_diffusion_recipe_runs_with_a_model_in_its_place(tmp_path):
+def test_shipped_diffusion_recipe_runs_with_a_model_in_its_place(tmp_path, monkeypatch):
     from pathlib import Path
 
     import yaml
@@ -341,13 +341,8 @@ def test_shipped_diffusion_recipe_runs_with_a_model_in_its_place(tmp_path):
     config.update(model=str(tmp_path / "m"), steps=2)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(config))
-    import os
-    cwd = os.getcwd()
-    os.chdir(root)  # the recipe names its data relative to the repository
-    try:
-        op, names = build_op(None, recipe)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(root)  # the recipe names its data relative to the repository
+    op, names = build_op(None, recipe)
     out = op(torch.rand(4, 3, 128, 128), seed=0)
     assert out.mask.any() and names == ["broken_large", "broken_small", "contamination"]
     assert math.isfinite(float(out.image.sum()))

@@ -84,10 +84,7 @@ def run_train_inpaint(args: argparse.Namespace) -> int:
         first = list_images(ok_folder)
         if not first:
             raise CliError(f"no images in {str(ok_folder)!r}")
-        height, width = read_image(first[0]).shape[:2]
-        if min(height, width) < args.image_size:
-            raise CliError(f"the images are {height}x{width} px, smaller than the model's {args.image_size} px "
-                           "windows; use a smaller --image-size")
+        height, width = read_image(first[0]).shape[:2]  # the OK images are read at their own size
         ok_images = load_folder(ok_folder, size=max(height, width))
         bank, info = None, {"data": str(args.data), "ok": str(ok_folder), "shots": args.shots}
         if args.kind == "conditional":
@@ -103,9 +100,7 @@ def run_train_inpaint(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         model = train_inpaint(args.out, ok_images, bank, settings, device=device, progress=args.progress, info=info,
                               checkpoint_every=args.checkpoint_every)
-    except LIBRARY_ERRORS as error:
-        raise library_error(error) from error
-    except OSError as error:
+    except (*LIBRARY_ERRORS, OSError) as error:
         raise library_error(error) from error
     loss = model.info.get("final_loss")
     print(f"trained a {args.kind} inpainting model ({', '.join(model.class_names) or 'OK images only'}) for "

@@ -131,10 +131,6 @@ class _Batches:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.ok = ok_images
         self.bank = bank
-        height, width = ok_images.shape[-2:]
-        if min(height, width) < settings.resolution and bank is None:
-            raise ValueError(f"the OK images are {height}x{width} px, smaller than the model's "
-                             f"{settings.resolution} px windows; train at a smaller resolution")
         if bank is not None:
             self.bank_images = bank.images.float()
             self.bank_masks = bank.masks.float()
@@ -253,6 +249,10 @@ def train_inpaint(out: Union[str, Path], ok_images: torch.Tensor, bank: Optional
     if not isinstance(ok_images, torch.Tensor) or ok_images.ndim != 4 or ok_images.dtype != torch.uint8 or \
             ok_images.shape[1] not in (1, 3) or len(ok_images) == 0:
         raise ValueError("ok_images must be a non-empty (N, C, H, W) uint8 tensor with C in (1, 3)")
+    height, width = ok_images.shape[-2:]
+    if min(height, width) < settings.resolution:
+        raise ValueError(f"the OK images are {height}x{width} px, smaller than the model's {settings.resolution} px "
+                         "windows; train at a smaller resolution")
     if settings.kind == "conditional" and bank is None:
         raise ValueError("a conditional model needs a bank of real defects (or train kind='unconditional')")
     if settings.kind == "unconditional":
