@@ -51,6 +51,7 @@ class DefectItem(NamedTuple):
     boxes: torch.Tensor      #: (n, 4) float32 xyxy pixel-edge boxes, one per defect instance
     box_label: torch.Tensor  #: (n,) int64 class of each box
     params: Params           #: the operator's params for a batch of one (collate concatenates them)
+    target: Optional[torch.Tensor] = None  #: (1, H, W) float32 graded label, or None (see DefectBatch.target)
 
 
 class DefectDataset(Dataset):
@@ -139,7 +140,8 @@ class DefectDataset(Dataset):
             result = apply_itemwise(self.op, batch, [index_seed(self.seed, index, stream=f"epoch{self.epoch}")],
                                     **self.space)
         return DefectItem(image=result.image[0], mask=result.mask[0], label=result.label[0], boxes=result.boxes,
-                          box_label=result.box_label, params=result.params)
+                          box_label=result.box_label, params=result.params,
+                          target=None if result.target is None else result.target[0])
 
     def _check_index(self, index: Any) -> int:
         try:
@@ -162,7 +164,8 @@ def collate(items: Sequence[DefectItem]) -> DefectBatch:
 
     Images, masks and labels are stacked; the boxes of all items are concatenated with ``box_index`` giving
     each box's position in the batch; the items' params are concatenated, so
-    ``op(ok_images, params=batch.params)`` replays the batch.
+    ``op(ok_images, params=batch.params)`` replays the batch. Graded targets are stacked when any item has one
+    (an item without one contributes its mask as 0.0 / 1.0), else the batch's target is None.
     """
     if len(items) == 0:
         raise ValueError("collate needs at least one item")
@@ -177,4 +180,11 @@ def collate(items: Sequence[DefectItem]) -> DefectBatch:
                        boxes=torch.cat([item.boxes for item in items]),
                        box_index=box_index,
                        box_label=torch.cat([item.box_label for item in items]),
-                       params=concat_params([item.params for item in items]))
+                       params=concat_params([item.params for item in items]),
+                       target=_stack_targets(items))
+
+
+def _stack_targets(items: Sequence[DefectItem]) -> Optional[torch.Tensor]:
+    if all(item.target is None for item in items):
+        return None
+    return torch.stack([item.mask.float() if item.target is None else item.target for item in items])

@@ -110,12 +110,26 @@ class OneOf(DefectOp):
         order = torch.argsort(box_index, stable=True)
         return Painted(boxes=torch.cat([q.boxes for q in parts])[order], box_index=box_index[order],
                        box_label=torch.cat([q.box_label for q in parts])[order],
-                       valid=torch.cat([q.valid for q in parts])[order], label=label)
+                       valid=torch.cat([q.valid for q in parts])[order], label=label,
+                       target=_merge_targets(mask, params["choice"], [q.target for q in parts]))
 
     def gate(self, params: Params, keep: torch.Tensor) -> Params:
         choice = torch.where(keep, params["choice"], -1)
         branches = [op.gate(b, keep) for op, b in zip(self.ops, params["branches"])]
         return {"choice": choice, "branches": branches}
+
+
+def _merge_targets(mask: torch.Tensor, choice: torch.Tensor, targets: Sequence[Optional[torch.Tensor]]
+                   ) -> Optional[torch.Tensor]:
+    """The graded target of a one-of batch: each sample's from the branch that painted it. A branch without
+    graded labels contributes its mask as 1.0; with no graded branch at all the target stays None."""
+    if all(t is None for t in targets):
+        return None
+    target = mask.float()  # the whole batch's mask: 1.0 on every defect of a branch without a target
+    for k, branch_target in enumerate(targets):
+        if branch_target is not None:
+            target = torch.where((choice == k).view(-1, 1, 1, 1), branch_target, target)
+    return target
 
 
 @register_op("cutpaste_union")

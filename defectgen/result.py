@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -27,6 +27,11 @@ class DefectBatch:
         box_index: ``(N,)`` int64 sample index of each box, sorted ascending.
         box_label: ``(N,)`` int64 defect class of each box.
         params: the sampled parameters; ``op(images, params=params)`` replays the call exactly.
+        target: ``(B, 1, H, W)`` float32 graded label in ``[0, 1]``, or None. Operators with graded labels (NSA's
+            intensity-based soft labels) say here *how* anomalous each pixel is; ``mask`` still says *where*
+            pixels changed. The target is 0 outside ``mask`` and may be below 1 (even 0) inside it, where a
+            pixel changed too little to count. None means "the mask is the target"; :meth:`soft_target`
+            gives a tensor either way.
     """
 
     image: torch.Tensor
@@ -36,6 +41,12 @@ class DefectBatch:
     box_index: torch.Tensor
     box_label: torch.Tensor
     params: Params = field(repr=False)
+    target: Optional[torch.Tensor] = field(default=None, repr=False)
+
+    def soft_target(self) -> torch.Tensor:
+        """``(B, 1, H, W)`` float32 training target: :attr:`target` where the operator grades its defects, else
+        the binary mask as 0.0 / 1.0."""
+        return self.mask.float() if self.target is None else self.target
 
     def boxes_of(self, index: int) -> torch.Tensor:
         """The ``(n, 4)`` boxes of sample ``index``."""

@@ -44,6 +44,7 @@ GALLERY = [
     ("cutpaste", {}), ("cutpaste_scar", {}), ("cutout", {}), ("scar", {}), ("cutpaste_3way", {}),
     ("confetti", {}), ("shape", {}), ("perlin", {}), ("poisson_paste", {}),
     ("transplant", {"bank": str(BOTTLE)}),
+    ("draem", {}), ("glass", {}), ("memseg", {}), ("nsa", {}),
 ]
 
 

@@ -106,3 +106,19 @@ def cases():
     import pytest
     return [pytest.param(name, kwargs, id=f"{name}-{i}")
             for name, kwarg_list in OP_CASES.items() for i, kwargs in enumerate(kwarg_list)]
+
+# the published Perlin recipes (defectgen/ops/perlin_presets.py): one box per blob, so not single-instance
+_PRESET_BANK = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+OP_CASES["draem"] = [{}, {"textures": _PRESET_BANK, "foreground": "otsu", "p": 1.0}]
+OP_CASES["glass"] = [{}, {"textures": _PRESET_BANK, "foreground": "otsu", "label": 2}]
+OP_CASES["memseg"] = [{}, {"textures": _PRESET_BANK, "foreground": None, "p": 1.0}]
+SINGLE_INSTANCE -= {"draem", "glass", "memseg"}
+
+# NSA (defectgen/ops/nsa.py): 1-4 patches of another image per sample, one box per patch, graded targets
+OP_CASES["nsa"] = [
+    {},
+    {"mode": "mixed", "max_patches": 4, "scale_range": (0.5, 2.0), "intensity_logistic": (1 / 3, 7.0)},
+    {"soft_labels": False, "foreground": "otsu", "label": 2, "half_height_frac_range": (0.05, 0.3)},
+]
+CROSS_SAMPLE.add("nsa")
+SINGLE_INSTANCE.discard("nsa")

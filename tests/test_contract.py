@@ -43,6 +43,11 @@ def check_contract(out: DefectBatch, images: torch.Tensor):
     assert out.label.shape == (b,) and out.label.dtype == torch.long
     outside = ~out.mask.expand_as(images)
     assert torch.equal(out.image[outside], images[outside]), "pixels outside the mask changed"
+    if out.target is not None:  # graded labels (NSA): float32 in [0, 1], 0 wherever the image is the input's
+        assert out.target.shape == (b, 1, h, w) and out.target.dtype == torch.float32
+        assert out.target.device == images.device
+        assert bool(((out.target >= 0) & (out.target <= 1)).all()), "target outside [0, 1]"
+        assert not out.target[~out.mask].any(), "target non-zero outside the mask"
 
 
 @pytest.mark.parametrize("name,kwargs", cases())
@@ -72,6 +77,7 @@ def test_same_seed_same_output_and_replay(name, kwargs):
         assert torch.equal(a.image, other.image) and torch.equal(a.mask, other.mask)
         assert torch.equal(a.label, other.label) and torch.equal(a.boxes, other.boxes)
         assert torch.equal(a.box_index, other.box_index) and torch.equal(a.box_label, other.box_label)
+        assert torch.equal(a.soft_target(), other.soft_target()) and (a.target is None) == (other.target is None)
     e = op(images, seed=8)
     assert not torch.equal(a.image, e.image), "different seeds gave the same defects"
 

@@ -1,7 +1,7 @@
 """Opacity and feathered blends for whole-image regions (DRAEM-style texture blending, soft transplants)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +18,31 @@ class Opacity(Blend):
 
     DRAEM (Zavrtanik et al., ICCV 2021) blends its texture as ``beta * image + (1 - beta) * texture`` with
     ``beta ~ U[0, 0.8)``; here the defect's weight is named, so its default is ``opacity ~ U(0.2, 1]``.
+
+    Args:
+        opacity_range: the opacity's range; uniform over it unless ``opacity_std`` is given.
+        opacity_mean: with ``opacity_std``, the mean of the normal the opacity is drawn from (default: the
+            middle of ``opacity_range``).
+        opacity_std: draw the opacity from a normal of this standard deviation, clipped to ``opacity_range``
+            (GLASS: ``beta`` from N(0.5, 0.1) clipped to [0.2, 0.8], so the opacity ``1 - beta`` too).
     """
 
-    def __init__(self, opacity_range: Tuple[float, float] = (0.2, 1.0)):
+    def __init__(self, opacity_range: Tuple[float, float] = (0.2, 1.0), opacity_mean: Optional[float] = None,
+                 opacity_std: Optional[float] = None):
         self.opacity_range = check_range(opacity_range, "opacity_range", 0.0, 1.0)
         if self.opacity_range[1] <= 0:
             raise ValueError("opacity_range must allow a visible defect (max > 0)")
+        self.opacity_std = None if opacity_std is None else check_number(opacity_std, "opacity_std", 0.0)
+        if opacity_mean is not None and opacity_std is None:
+            raise ValueError("opacity_mean needs opacity_std (without it the opacity is uniform over opacity_range)")
+        self.opacity_mean = None if opacity_mean is None else check_number(opacity_mean, "opacity_mean", 0.0, 1.0)
 
     def sample(self, n, generator):
         lo, hi = self.opacity_range
+        if self.opacity_std is not None:
+            mean = (lo + hi) / 2 if self.opacity_mean is None else self.opacity_mean
+            normal = torch.randn(n, generator=generator, device=generator.device)
+            return {"opacity": (normal * self.opacity_std + mean).clamp_(lo, hi)}
         # drawn as 1 - U[1 - hi, 1 - lo) so the default is exactly DRAEM's 1 - beta, beta ~ U[0, 0.8)
         return {"opacity": 1.0 - uniform(n, (1.0 - hi, 1.0 - lo), generator)}
 

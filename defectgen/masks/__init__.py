@@ -3,7 +3,7 @@
 from .base import MaskSampler, RegionMask
 from .confetti import ConfettiColour, ConfettiMask
 from .patch_region import PatchRegion
-from .perlin import PerlinMask
+from .perlin import PerlinMask, PerlinPairMask
 from .rectangle import RectangleMask
 from .scar import ScarMask
 from .shapes import ShapeMask
@@ -11,3 +11,4 @@ from .transplant import TransplantMask
 
 __all__ = ["MaskSampler", "RegionMask", "RectangleMask", "ScarMask", "PerlinMask", "ConfettiMask", "ConfettiColour",
            "ShapeMask", "PatchRegion", "TransplantMask"]
+__all__ += ["PerlinPairMask"]

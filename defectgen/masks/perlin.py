@@ -158,3 +158,93 @@ def _lattice_weights(length: int, margin: int, image_length: int, cells: torch.T
     index = torch.stack([near, far, near + g, far + g], dim=2)
     weight = torch.stack([(1 - fade) * frac, fade * (frac - 1), 1 - fade, fade], dim=2)
     return torch.zeros(b, length, 2 * g, device=device, dtype=dtype).scatter_add_(2, index, weight)
+
+
+#: how PerlinPairMask joins its two masks, as stored in ``perlin_combine``
+COMBINE_MODES = ("first", "intersection", "union")
+
+
+@register_part("mask", "perlin_pair")
+class PerlinPairMask(PerlinMask):
+    """Two independent thresholded Perlin masks joined per sample: the first alone, their intersection or their
+    union; redrawn while the result is empty (GLASS, Chen et al., ECCV 2024).
+
+    GLASS's ``perlin_mask`` (github.com/cqylunlun/GLASS, ``perlin.py``) draws two masks as DRAEM does (scale
+    ``2^k`` per axis, ``k`` uniform in 0..5, noise above 0.5, rotation in [-90, 90] degrees), then with one
+    uniform draw ``u`` keeps their union (``u > 2/3``), their intersection (``1/3 < u <= 2/3``) or the first
+    (otherwise), multiplies by the image's foreground mask and starts over, both masks included, while the
+    result is empty. Here every sample draws ``attempts`` such tries up front; the noise of a try is computed
+    only for the samples whose earlier tries all came out empty, so the cost stays near one try per sample.
+    A sample whose tries are all empty keeps the last (empty) one and is left normal, where GLASS would loop
+    on (forever, for an empty foreground). The tries are judged inside the operator's foreground when it has
+    one (``RegionDefect`` passes it to ``draw`` in ``params["foreground"]``), as GLASS judges them after its
+    foreground product.
+
+    Args:
+        scale_exp_range, threshold, angle_deg_range: as :class:`PerlinMask`, for both masks.
+        union_prob: probability of keeping the union of the two masks (GLASS: 1/3).
+        intersection_prob: probability of keeping their intersection (GLASS: 1/3); the first mask alone is kept
+            with probability ``1 - union_prob - intersection_prob``.
+        attempts: tries drawn per sample. At the defaults a try comes out empty 8-10 % of the time (mostly
+            intersections), so without a foreground eight tries leave fewer than one sample in 10^7 normal.
+
+    Sampled params: ``perlin_scale`` ``(B, A, 2, 2)`` int64 (try, mask, axis), ``angle_deg`` ``(B, A, 2)``,
+    ``gradient_angle`` ``(B, A, 2, G, G)`` and ``perlin_combine`` ``(B, A)`` int64, an index into
+    :data:`COMBINE_MODES`, with ``A = attempts``.
+    """
+
+    def __init__(self, scale_exp_range: Tuple[int, int] = (0, 5), threshold: float = 0.5,
+                 angle_deg_range: Tuple[float, float] = (-90.0, 90.0), union_prob: float = 1 / 3,
+                 intersection_prob: float = 1 / 3, attempts: int = 8):
+        super().__init__(scale_exp_range, threshold, angle_deg_range)
+        self.union_prob = check_number(union_prob, "union_prob", 0.0, 1.0)
+        self.intersection_prob = check_number(intersection_prob, "intersection_prob", 0.0, 1.0)
+        if self.union_prob + self.intersection_prob > 1.0 + 1e-9:
+            raise ValueError(f"union_prob + intersection_prob must be <= 1, got {union_prob} + {intersection_prob}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+        self.attempts = attempts
+
+    def sample(self, n, height, width, generator) -> Dict[str, torch.Tensor]:
+        lo, hi = self.scale_exp_range
+        a, g, device = self.attempts, self.lattice_size, generator.device
+        span = torch.full((n, a, 2, 2), hi - lo + 1, dtype=torch.long, device=device)
+        exponent = integers_below(span, generator) + lo
+        angle_lo, angle_hi = self.angle_deg_range
+        u = torch.rand(n, a, generator=generator, device=device)
+        # GLASS's rule on one uniform draw: the top union_prob is the union, the next intersection_prob the
+        # intersection, the rest the first mask alone
+        combine = torch.where(u >= 1.0 - self.union_prob, 2, torch.where(
+            u >= 1.0 - self.union_prob - self.intersection_prob, 1, 0))
+        return {
+            "perlin_scale": torch.pow(2, exponent),
+            "angle_deg": torch.rand(n, a, 2, generator=generator, device=device) * (angle_hi - angle_lo) + angle_lo,
+            "gradient_angle": torch.rand(n, a, 2, g, g, generator=generator, device=device) * (2 * math.pi),
+            "perlin_combine": combine.long(),
+        }
+
+    def draw(self, params, height, width, device) -> torch.Tensor:
+        scale = params["perlin_scale"].to(device)
+        angle = params["angle_deg"].to(device)
+        gradient = params["gradient_angle"].to(device)
+        combine = params["perlin_combine"].to(device)
+        foreground = params.get("foreground")
+        b, a = combine.shape
+        g = gradient.shape[-1]
+        mask = torch.zeros(b, height, width, dtype=torch.bool, device=device)
+        pending = torch.arange(b, device=device)
+        for k in range(a):
+            if pending.numel() == 0:
+                break
+            m = pending.numel()
+            noise = perlin_noise(scale[pending, k].reshape(2 * m, 2), angle[pending, k].reshape(2 * m),
+                                 gradient[pending, k].reshape(2 * m, g, g), height, width)
+            pair = (noise > self.threshold).view(m, 2, height, width)
+            mode = combine[pending, k].view(m, 1, 1)
+            joined = torch.where(mode == 2, pair[:, 0] | pair[:, 1],
+                                 torch.where(mode == 1, pair[:, 0] & pair[:, 1], pair[:, 0]))
+            if foreground is not None:
+                joined &= foreground.to(device)[pending, 0]
+            mask[pending] = joined
+            pending = pending[~joined.flatten(1).any(1)]
+        return mask.unsqueeze(1).float()

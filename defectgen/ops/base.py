@@ -16,13 +16,16 @@ from ..values import value_space
 
 @dataclass
 class Painted:
-    """What ``paint`` reports: candidate boxes (kept where ``valid``) and per-sample labels."""
+    """What ``paint`` reports: candidate boxes (kept where ``valid``), per-sample labels and, for operators
+    with graded labels, the ``(B, 1, H, W)`` float32 target (0 outside the pixels this paint marked; None:
+    the mask is the target)."""
 
     boxes: torch.Tensor      # (M, 4) float32
     box_index: torch.Tensor  # (M,) int64
     box_label: torch.Tensor  # (M,) int64
     valid: torch.Tensor      # (M,) bool
     label: torch.Tensor      # (B,) int64
+    target: Optional[torch.Tensor] = None  # (B, 1, H, W) float32 in [0, 1]
 
 
 class Canvas:
@@ -155,7 +158,8 @@ class DefectOp(Configurable):
         painted = self.paint(canvas, mask, params)
         keep = painted.valid
         return DefectBatch(image=canvas.result(), mask=mask, label=painted.label, boxes=painted.boxes[keep],
-                           box_index=painted.box_index[keep], box_label=painted.box_label[keep], params=params)
+                           box_index=painted.box_index[keep], box_label=painted.box_label[keep], params=params,
+                           target=painted.target)
 
     forward = __call__
 

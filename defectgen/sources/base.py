@@ -1,7 +1,7 @@
 """The "what" part of a defect: what fills the masked pixels."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 
@@ -52,3 +52,16 @@ class Source(Configurable):
 def value_scale(dtype: torch.dtype) -> float:
     """Largest intensity of a dtype: 255 for uint8 images, 1.0 for float images (assumed in [0, 1])."""
     return 255.0 if dtype == torch.uint8 else 1.0
+
+
+def resolve_source(source, name: str, allow_none: bool = False) -> Optional[Source]:
+    """A source instance as it is, or one built from a registered name or ``{"type": name, ...}`` config."""
+    if source is None and allow_none:
+        return None
+    if isinstance(source, (str, Mapping)):
+        from ..registry import create_part
+
+        source = create_part("source", source)
+    if not isinstance(source, Source):
+        raise TypeError(f"{name} must be a Source, a registered name or a config dict, got {type(source).__name__}")
+    return source

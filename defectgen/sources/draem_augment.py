@@ -24,23 +24,25 @@ name               DRAEM (imgaug)                                    here
                                                                      U(-45, 45) degrees, black outside
 =================  ================================================  ==========================================
 
-Differences: the chosen ops run in the table's order, not in a random order; values stay float between ops
-(imgaug rounds to uint8 after each); the brightness op always works on luma (imgaug picks YCrCb or HSV at
-random). Each op runs on the samples that chose it only, so the cost is that of ``count`` ops over the batch.
+Differences: by default the chosen ops run in the table's order; DRAEM runs them in the random order it
+picked them in, which ``random_order=True`` reproduces (the presets ``draem`` and ``memseg`` set it). Values
+stay float between ops (imgaug rounds to uint8 after each); the brightness op always works on luma (imgaug
+picks YCrCb or HSV at random). Each op runs on the samples that chose it only, so the cost is that of
+``count`` ops over the batch.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Sequence, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_int
 from .._rng import integers_below, uniform
-from ..registry import create_part, register_part
+from ..registry import register_part
 from .._grey import luma
-from .base import Source, value_scale
+from .base import Source, resolve_source, value_scale
 
 OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert", "autocontrast",
        "equalize", "rotate")
@@ -51,29 +53,25 @@ class DraemAugment(Source):
     """Wrap a source (a texture bank, the self-shuffle ...) and augment its fill the way DRAEM does.
 
     Args:
-        source: the wrapped source: an instance, a registered name or a ``{"type": name, ...}`` config.
+        source: the wrapped source: an instance, a registered name or a ``{"type": name, ...}`` config; None
+            augments the image itself (MemSeg augments the image before shuffling its blocks, see
+            :class:`~defectgen.sources.SelfShuffle`).
         ops: the augmentations to pick from (default: DRAEM's ten, see the module docstring).
         count: how many distinct ops each sample gets (DRAEM: 3); at most ``len(ops)``.
+        random_order: run each sample's ops in the random order they were picked in, as DRAEM's
+            ``iaa.Sequential`` of the picked augmenters does; False runs them in the table's order.
     """
 
-    def __init__(self, source: Union[Source, str, Mapping] = "shuffle", ops: Sequence[str] = OPS, count: int = 3):
-        if isinstance(source, (str, Mapping)):
-            source = create_part("source", source)
-        if not isinstance(source, Source):
-            raise TypeError(f"source must be a Source, a registered name or a config dict, got {type(source).__name__}")
-        self.source = source
-        if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
-            raise TypeError(f"ops must be a non-empty list of names from {OPS}, got {ops!r}")
-        unknown = [name for name in ops if name not in OPS]
-        if unknown or len(set(ops)) != len(ops):
-            raise ValueError(f"ops must be distinct names from {OPS}, got {list(ops)}")
-        self.ops = tuple(name for name in OPS if name in ops)
-        self.count = check_int(count, "count", 0)
-        if self.count > len(self.ops):
-            raise ValueError(f"count must be <= len(ops) = {len(self.ops)}, got {count}")
+    def __init__(self, source: Optional[Union[Source, str, Mapping]] = "shuffle", ops: Sequence[str] = OPS,
+                 count: int = 3, random_order: bool = False):
+        self.source = resolve_source(source, "source", allow_none=True)
+        if not isinstance(random_order, bool):
+            raise TypeError(f"random_order must be True or False, got {random_order!r}")
+        self.random_order = random_order
+        self.ops, self.count = check_op_choice(ops, count, OPS)
 
     def sample(self, n, channels, height, width, shape, generator) -> Dict[str, torch.Tensor]:
-        params = dict(self.source.sample(n, channels, height, width, shape, generator))
+        params = {} if self.source is None else dict(self.source.sample(n, channels, height, width, shape, generator))
         dev = generator.device
 
         def rand(*size):
@@ -104,20 +102,74 @@ class DraemAugment(Source):
         rank = params["augment_key"].argsort(dim=1).argsort(dim=1)
         return rank < self.count
 
+    def slots(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, count)`` int64: each sample's ops (indices into ``ops``) in the order ``random_order`` runs them."""
+        return op_slots(params["augment_key"], self.count)
+
     def render_region(self, images, params, coverage):
-        fill = self.source.render_region(images, params, coverage)
+        fill = images.float() if self.source is None else self.source.render_region(images, params, coverage)
         if self.count == 0 or fill.shape[0] == 0:
             return fill
         scale = value_scale(images.dtype)
         x = fill / scale
+
+        def apply(name, x_sub, index):
+            sub = {key: value.to(x.device)[index] for key, value in params.items() if key.startswith("aug_")}
+            return _APPLY[name](x_sub, sub)
+
+        if self.random_order:
+            return apply_in_slots(x, self.slots(params), self.ops, apply).mul_(scale)
         chosen = self.chosen(params).to(x.device)
         for k, name in enumerate(self.ops):
             index = chosen[:, k].nonzero().squeeze(1)
             if index.numel() == 0:
                 continue
-            sub = {key: value.to(x.device)[index] for key, value in params.items() if key.startswith("aug_")}
-            x[index] = _APPLY[name](x[index], sub).clamp_(0.0, 1.0)
+            x[index] = apply(name, x[index], index).clamp_(0.0, 1.0)
         return x.mul_(scale)
+
+    def check_replay(self, params, batch, height, width) -> None:
+        if self.source is not None:
+            self.source.check_replay(params, batch, height, width)
+
+
+def check_op_choice(ops: Sequence[str], count: int, table: Sequence[str]):
+    """``(ops, count)`` checked: distinct names from ``table`` (kept in the table's order) and how many of them
+    each sample gets, at most ``len(ops)``."""
+    if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
+        raise TypeError(f"ops must be a non-empty list of names from {tuple(table)}, got {ops!r}")
+    unknown = [name for name in ops if name not in table]
+    if unknown or len(set(ops)) != len(ops):
+        raise ValueError(f"ops must be distinct names from {tuple(table)}, got {list(ops)}")
+    ops = tuple(name for name in table if name in ops)
+    count = check_int(count, "count", 0)
+    if count > len(ops):
+        raise ValueError(f"count must be <= len(ops) = {len(ops)}, got {count}")
+    return ops, count
+
+
+def op_slots(keys: torch.Tensor, count: int) -> torch.Tensor:
+    """``(B, count)`` int64: per sample, the indices of its ``count`` smallest keys, smallest first.
+
+    The keys are i.i.d. uniform, so this is ``count`` distinct ops drawn without replacement, in a uniformly
+    random order: what ``np.random.choice(n_ops, count, replace=False)`` gives the reference codes."""
+    return keys.argsort(dim=1)[:, :count]
+
+
+def apply_in_slots(x: torch.Tensor, slots: torch.Tensor, ops: Sequence[str],
+                   apply: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run each sample's ops in its own order: ``slots`` ``(B, count)`` indexes ``ops``; ``apply(name, x[index],
+    index)`` returns the op's result on those samples. Values are clipped to [0, 1] after every op.
+
+    Slot by slot, the samples are grouped by their op there (one sort and one host sync per slot), so the
+    work is that of ``count`` ops over the batch, whatever the orders."""
+    slots = slots.to(x.device)
+    for slot in range(slots.shape[1]):
+        op_at, order = slots[:, slot].sort(stable=True)
+        counts = torch.bincount(op_at, minlength=len(ops)).tolist()
+        for name, index in zip(ops, order.split(counts)):
+            if index.numel():
+                x[index] = apply(name, x[index], index).clamp_(0.0, 1.0)
+    return x
 
 
 def _view(values: torch.Tensor) -> torch.Tensor:

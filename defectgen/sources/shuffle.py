@@ -6,14 +6,14 @@ at hand, since the fill then has the image's own colours and grain but broken st
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Mapping, Optional, Tuple, Union
 
 import torch
 
 from .._checks import check_range
 from .._rng import integers_below
 from ..registry import register_part
-from .base import Source
+from .base import Source, resolve_source
 
 
 @register_part("source", "shuffle")
@@ -23,6 +23,9 @@ class SelfShuffle(Source):
     Args:
         grid_range: ``(lo, hi)`` blocks per axis, an integer uniform in ``lo..hi`` drawn independently for
             rows and columns. MemSeg uses a fixed 8 x 8 grid: ``grid_range=(8, 8)``.
+        source: shuffle the blocks of this source's whole-image fill instead of the image's: MemSeg first
+            augments the image (``DraemAugment(source=None)``), then shuffles it. An instance, a registered
+            name or a ``{"type": name, ...}`` config; None shuffles the image itself.
 
     When the image side is a multiple of the grid, the fill is an exact permutation of the image's pixels.
     Otherwise blocks differ in size by one pixel (the grid lines are at ``ceil(k * H / rows)``), and a
@@ -33,17 +36,31 @@ class SelfShuffle(Source):
     random keys whose order among the first ``rows * cols`` entries is the permutation.
     """
 
-    def __init__(self, grid_range: Tuple[int, int] = (2, 8)):
+    def __init__(self, grid_range: Tuple[int, int] = (2, 8), source: Optional[Union[Source, str, Mapping]] = None):
         lo, hi = check_range(grid_range, "grid_range", 1, 64)
         if lo != int(lo) or hi != int(hi):
             raise ValueError(f"grid_range must hold integers (blocks per axis), got {tuple(grid_range)}")
         self.grid_range = (int(lo), int(hi))
+        self.source = resolve_source(source, "source", allow_none=True)
+        if self.source is not None and type(self.source).render_region is Source.render_region:
+            raise TypeError(f"source {type(self.source).__name__} has no whole-image fill to shuffle")
 
     def sample(self, n, channels, height, width, shape, generator):
         lo, hi = self.grid_range
         span = torch.full((n, 2), hi - lo + 1, dtype=torch.long, device=generator.device)
-        return {"shuffle_grid": integers_below(span, generator) + lo,
-                "block_key": torch.rand(n, hi * hi, generator=generator, device=generator.device)}
+        params = {"shuffle_grid": integers_below(span, generator) + lo,
+                  "block_key": torch.rand(n, hi * hi, generator=generator, device=generator.device)}
+        if self.source is not None:
+            inner = self.source.sample(n, channels, height, width, shape, generator)
+            clash = sorted(set(inner) & set(params))
+            if clash:
+                raise ValueError(f"the shuffled source's params {clash} clash with the shuffle's own")
+            params.update(inner)
+        return params
+
+    def check_replay(self, params, batch, height, width) -> None:
+        if self.source is not None:
+            self.source.check_replay(params, batch, height, width)
 
     def source_index(self, params, height: int, width: int, device: torch.device) -> torch.Tensor:
         """``(B, H, W)`` int64: for each pixel, the flat index ``row * W + col`` of the pixel it copies."""
@@ -85,7 +102,8 @@ class SelfShuffle(Source):
     def render_region(self, images, params, coverage):
         b, c, h, w = images.shape
         index = self.source_index(params, h, w, images.device).view(b, 1, h * w)
-        flat = images.reshape(b, c, h * w)
+        base = images if self.source is None else self.source.render_region(images, params, coverage)
+        flat = base.reshape(b, c, h * w)
         return torch.gather(flat, 2, index.expand(b, c, h * w)).view(b, c, h, w).float()
 
 

@@ -50,9 +50,14 @@ class TextureSource(Source):
         size: side the folder's images are resized to when read (they are resized again to each batch's
             size when used, once per size and device).
         limit: read at most this many images from the folder.
+        flip: flip each texture left-right and up-down with probability 1/2 each. The published recipes
+            (DRAEM, MemSeg, GLASS) use the texture as read: their presets pass ``flip=False``.
     """
 
-    def __init__(self, textures: TextureBank, size: int = 256, limit: Optional[int] = None):
+    def __init__(self, textures: TextureBank, size: int = 256, limit: Optional[int] = None, flip: bool = True):
+        if not isinstance(flip, bool):
+            raise TypeError(f"flip must be True or False, got {flip!r}")
+        self.flip = flip
         self.size = check_int(size, "size", 1)
         self.limit = None if limit is None else check_int(limit, "limit", 1)
         self._bank = load_texture_bank(textures, self.size, self.limit)
@@ -64,8 +69,10 @@ class TextureSource(Source):
 
     def sample(self, n, channels, height, width, shape, generator):
         count = torch.full((n,), len(self), dtype=torch.long, device=generator.device)
-        return {"texture_index": integers_below(count, generator),
-                "texture_flip": torch.rand(n, 2, generator=generator, device=generator.device) < 0.5}
+        params = {"texture_index": integers_below(count, generator)}
+        if self.flip:
+            params["texture_flip"] = torch.rand(n, 2, generator=generator, device=generator.device) < 0.5
+        return params
 
     def bank_for(self, channels: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """The bank resized to ``height x width`` with ``channels`` channels, uint8 on ``device`` (cached)."""
@@ -84,6 +91,8 @@ class TextureSource(Source):
         bank = self.bank_for(c, h, w, images.device)
         index = params["texture_index"].clamp(0, len(self) - 1)
         fill = bank[index]
+        if not self.flip:
+            return fill.float().mul_(value_scale(images.dtype) / 255.0)
         # only the flipped samples are rewritten, as uint8: a quarter of a float batch's memory traffic, and
         # about half the time of a whole-batch torch.where (benchmarks/bench_perlin.py spends it per call)
         for axis, dim in ((0, -1), (1, -2)):
