@@ -22,6 +22,7 @@ LIBRARIES = {
     "albumentations": ("albumentations",),
     "diffusers": ("diffusers",),
     "transformers": ("transformers",),
+    "anomalib": ("anomalib",),
 }
 
 

@@ -3,6 +3,9 @@
 - :mod:`defectgen.compat.albumentations`: ``DefectTransform``, an ``A.DualTransform`` for ``A.Compose``
   (needs the optional extra: ``pip install 'defectgen[albumentations]'``).
 - :mod:`defectgen.compat.torchvision`: ``DefectTransformV2``, a ``torchvision.transforms.v2.Transform``.
+- :mod:`defectgen.compat.anomalib`: ``AnomalibGenerator``, anomalib's synthetic-anomaly generator call (DRAEM's
+  ``augmenter``, GLASS's ``augmentor``, DSR's ``perlin_generator``), and ``synthetic_validation`` (a defectgen
+  MVTec export as an anomalib datamodule's validation split; needs ``pip install 'defectgen[anomalib]'``).
 
 Nothing is imported here, so ``import defectgen`` stays fast and works without the optional libraries;
 import the submodule you use.
