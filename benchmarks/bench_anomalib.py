@@ -3,6 +3,7 @@
     python benchmarks/bench_anomalib.py                              # CPU budget (about an hour on 2 cores)
     python benchmarks/bench_anomalib.py --budget gpu --device cuda   # GPU budget
     python benchmarks/bench_anomalib.py --steps 2 --size 32 --generators anomalib cutpaste_3way   # smoke run
+    python benchmarks/bench_anomalib.py --timing-only --device cuda       # generator time per batch only
 
 Needs ``pip install 'defectgen[anomalib]'``. Nothing is downloaded: DRAEM's texture folder (``dtd_dir``, the
 DTD data set in the paper, which anomalib fetches when the folder is missing) is ``--textures``, an existing
@@ -225,6 +226,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
     parser.add_argument("--time-batch", type=int, default=64, help="batch size of the generator timing")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--timing-only", action="store_true", help="time the generators, train nothing")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     args = parser.parse_args(argv)
@@ -247,7 +249,7 @@ def main(argv=None) -> dict:
     specs = defectgen_ops(args.textures)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        for seed in budget["seeds"]:
+        for seed in [] if args.timing_only else budget["seeds"]:
             for name in args.generators:
                 row = train_and_test(name, specs[name], seed, budget, args.data, args.textures, args.device,
                                      Path(workdir))
