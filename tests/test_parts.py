@@ -174,3 +174,22 @@ def test_pickled_ops_start_their_own_stream_unless_seeded():
     seeded = CutPaste(seed=5)
     c, d = pickle.loads(pickle.dumps(seeded)), pickle.loads(pickle.dumps(seeded))
     assert torch.equal(c(images).image, d(images).image)
+
+
+@pytest.mark.parametrize("random_order", [False, True])
+def test_augmenting_sources_skip_samples_whose_fill_never_shows(random_order):
+    """DraemAugment / GlassAugment augment only samples with coverage: the others' fill is never blended in
+    (left normal, or an empty mask), and the shown samples' fill is what a full batch gives."""
+    from defectgen.sources import DraemAugment, GlassAugment, SelfShuffle
+
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    shown = torch.tensor([True, False, True, False, False, True])
+    coverage = shown.float().view(-1, 1, 1, 1).expand(6, 1, 32, 32).contiguous()
+    for source in (DraemAugment(SelfShuffle(), random_order=random_order), GlassAugment(SelfShuffle())):
+        params = source.sample(6, 3, 32, 32, None, torch.Generator().manual_seed(1))
+        full = source.render_region(images, params, torch.ones_like(coverage))
+        part = source.render_region(images, params, coverage)
+        plain = source.source.render_region(images, params, coverage)
+        assert torch.equal(part[shown], full[shown])
+        assert torch.equal(part[~shown], plain[~shown])
+        assert not torch.equal(full[~shown], plain[~shown])  # the skipped work is real work

@@ -117,9 +117,10 @@ class DraemAugment(Source):
             sub = {key: value.to(x.device)[index] for key, value in params.items() if key.startswith("aug_")}
             return _APPLY[name](x_sub, sub)
 
+        active = shown_samples(coverage, x.shape[0], x.device)
         if self.random_order:
-            return apply_in_slots(x, self.slots(params), self.ops, apply).mul_(scale)
-        chosen = self.chosen(params).to(x.device)
+            return apply_in_slots(x, self.slots(params), self.ops, apply, active).mul_(scale)
+        chosen = self.chosen(params).to(x.device) & active.view(-1, 1)
         for k, name in enumerate(self.ops):
             index = chosen[:, k].nonzero().squeeze(1)
             if index.numel() == 0:
@@ -155,17 +156,32 @@ def op_slots(keys: torch.Tensor, count: int) -> torch.Tensor:
     return keys.argsort(dim=1)[:, :count]
 
 
+def shown_samples(coverage: Optional[torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
+    """``(B,)`` bool: the samples whose fill shows somewhere (non-zero coverage); all of them without coverage.
+
+    The augmenting sources skip the others: a sample left normal (``p < 1``) or with an empty mask never shows
+    its fill, and DRAEM-style presets leave half of the batch normal, so this halves their work."""
+    if coverage is None:
+        return torch.ones(batch, dtype=torch.bool, device=device)
+    return coverage.reshape(batch, -1).amax(1).to(device) > 0
+
+
 def apply_in_slots(x: torch.Tensor, slots: torch.Tensor, ops: Sequence[str],
-                   apply: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                   apply: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor],
+                   active: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Run each sample's ops in its own order: ``slots`` ``(B, count)`` indexes ``ops``; ``apply(name, x[index],
-    index)`` returns the op's result on those samples. Values are clipped to [0, 1] after every op.
+    index)`` returns the op's result on those samples. Values are clipped to [0, 1] after every op. With
+    ``active`` (``(B,)`` bool), only those samples are augmented; the others keep ``x`` as it was.
 
     Slot by slot, the samples are grouped by their op there (one sort and one host sync per slot), so the
     work is that of ``count`` ops over the batch, whatever the orders."""
     slots = slots.to(x.device)
+    if active is not None:
+        # an inactive sample is moved past every op index, so no group below holds it
+        slots = torch.where(active.to(x.device).view(-1, 1), slots, len(ops))
     for slot in range(slots.shape[1]):
         op_at, order = slots[:, slot].sort(stable=True)
-        counts = torch.bincount(op_at, minlength=len(ops)).tolist()
+        counts = torch.bincount(op_at, minlength=len(ops) + 1).tolist()
         for name, index in zip(ops, order.split(counts)):
             if index.numel():
                 x[index] = apply(name, x[index], index).clamp_(0.0, 1.0)

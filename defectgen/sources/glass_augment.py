@@ -42,7 +42,7 @@ from .._grey import luma
 from .._rng import uniform
 from ..registry import register_part
 from .base import Source, resolve_source, value_scale
-from .draem_augment import _autocontrast, _equalize, _rotate, apply_in_slots, check_op_choice, op_slots
+from .draem_augment import _autocontrast, _equalize, _rotate, apply_in_slots, check_op_choice, op_slots, shown_samples
 
 OPS = ("contrast", "brightness", "saturation_hue", "hflip", "vflip", "grayscale", "autocontrast", "equalize",
        "rotate")
@@ -100,7 +100,8 @@ class GlassAugment(Source):
             sub = {key: value.to(x_sub.device)[index] for key, value in params.items() if key.startswith(PREFIX)}
             return _APPLY[name](x_sub, sub)
 
-        return apply_in_slots(fill / scale, self.slots(params), self.ops, apply).mul_(scale)
+        active = shown_samples(coverage, fill.shape[0], fill.device)
+        return apply_in_slots(fill / scale, self.slots(params), self.ops, apply, active).mul_(scale)
 
     def check_replay(self, params, batch, height, width) -> None:
         self.source.check_replay(params, batch, height, width)
