@@ -1,6 +1,8 @@
 """anomalib's DRAEM trained with anomalib's own synthetic anomalies and with defectgen's, on MVTec bottle.
 
-    python benchmarks/bench_anomalib.py                              # CPU budget (about an hour on 2 cores)
+    python benchmarks/bench_anomalib.py                              # CPU budget: 4 DRAEM runs of ~22 min each
+    python benchmarks/bench_anomalib.py --generators anomalib draem & \
+        python benchmarks/bench_anomalib.py --generators cutpaste_3way perlin_self   # ~45 min on 2 cores
     python benchmarks/bench_anomalib.py --budget gpu --device cuda   # GPU budget
     python benchmarks/bench_anomalib.py --steps 2 --size 32 --generators anomalib cutpaste_3way   # smoke run
     python benchmarks/bench_anomalib.py --timing-only --device cuda       # generator time per batch only
@@ -43,7 +45,7 @@ DATA = ROOT.parent / "shared" / "data" / "mvtec_bottle_256"
 TEXTURES = ROOT.parent / "shared" / "data" / "deeppcb_400" / "templates"
 
 BUDGETS = {
-    # DRAEM's network has 97 M parameters: a 64 px step of 8 images takes about 3.5 s on 2 cores
+    # DRAEM's network has 97 M parameters: a 64 px step of 8 images takes about 3.5 s on 2 cores, 6.6 s on one
     "cpu": {"size": 64, "steps": 200, "batch": 8, "seeds": [0]},
     # the paper trains 700 epochs of 8 images at 256 px; this is about 190 epochs of bottle's 209 images
     "gpu": {"size": 256, "steps": 5000, "batch": 8, "seeds": [0, 1, 2]},
