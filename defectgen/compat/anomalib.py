@@ -123,11 +123,7 @@ class AnomalibGenerator(torch.nn.Module):
         result = self.op(plain if batched else plain.unsqueeze(0), generator=self._generator(), **self.space)
         self.last = result
         mask_dtype = images.dtype if images.is_floating_point() else torch.float32
-        if self.soft_labels:
-            target = result.target if getattr(result, "target", None) is not None else result.mask
-            mask = target.to(mask_dtype)
-        else:
-            mask = result.mask.to(mask_dtype)
+        mask = (result.soft_target() if self.soft_labels else result.mask).to(mask_dtype)
         image = result.image
         if not batched:
             image, mask = image[0], mask[0]

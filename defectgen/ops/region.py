@@ -11,7 +11,7 @@ from ..masks.base import RegionMask
 from ..masks.components import component_boxes, mask_boxes
 from ..registry import register_op
 from ..result import Params
-from ..sources.base import Source, value_scale
+from ..sources.base import Source, has_region_fill, value_scale
 from .base import FOREGROUND_KEY, Canvas, DefectOp, Painted
 from .patch import _part
 
@@ -38,7 +38,7 @@ class RegionDefect(DefectOp):
         self.mask = _part("mask", mask, RegionMask)
         self.source = _part("source", source, Source)
         self.blend = _part("blend", blend, Blend)
-        if type(self.source).render_region is Source.render_region:
+        if not has_region_fill(self.source):
             raise TypeError(f"source {type(self.source).__name__} cannot fill a whole-image region; use it in "
                             "PatchDefect with a rectangle/scar mask")
         if type(self.blend).blend_region is Blend.blend_region:

@@ -49,6 +49,11 @@ class Source(Configurable):
         return None
 
 
+def has_region_fill(source: Source) -> bool:
+    """Whether ``source`` fills whole-image regions (overrides :meth:`Source.render_region`)."""
+    return type(source).render_region is not Source.render_region
+
+
 def value_scale(dtype: torch.dtype) -> float:
     """Largest intensity of a dtype: 255 for uint8 images, 1.0 for float images (assumed in [0, 1])."""
     return 255.0 if dtype == torch.uint8 else 1.0

@@ -93,9 +93,6 @@ class DraemAugment(Source):
         })
         return params
 
-    def render(self, images, params, pixels):
-        raise TypeError("source 'draem_augment' fills whole-image regions only; use it in a region operator "
-                        "(RegionDefect, PerlinDefect), not with a rectangle/scar mask in PatchDefect")
 
     def chosen(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, len(ops))`` bool: the ``count`` ops each sample gets (its smallest keys)."""

@@ -8,7 +8,7 @@ import torch
 from .._checks import check_probability
 from .._rng import bernoulli
 from ..registry import register_part
-from .base import Source, resolve_source
+from .base import Source, has_region_fill, resolve_source
 
 #: the per-sample choice: True where the sample's fill comes from ``first``
 CHOICE_KEY = "either_first"
@@ -38,7 +38,7 @@ class EitherSource(Source):
         self.first = resolve_source(first, "first")
         self.second = resolve_source(second, "second")
         for name, source in (("first", self.first), ("second", self.second)):
-            if type(source).render_region is Source.render_region:
+            if not has_region_fill(source):
                 raise TypeError(f"{name} source {type(source).__name__} has no whole-image fill")
         self.first_prob = check_probability(first_prob, "first_prob")
         keys_first, keys_second = self._keys(self.first), self._keys(self.second)
@@ -66,9 +66,6 @@ class EitherSource(Source):
         params.update(self.second.sample(n, channels, height, width, shape, generator))
         return params
 
-    def render(self, images, params, pixels):
-        raise TypeError("source 'either' fills whole-image regions only; use it in a region operator "
-                        "(RegionDefect), not with a rectangle/scar mask in PatchDefect")
 
     def render_region(self, images, params, coverage):
         b, c, h, w = images.shape

@@ -86,9 +86,6 @@ class GlassAugment(Source):
         """``(B, count)`` int64: each sample's ops (indices into ``ops``) in the order they run."""
         return op_slots(params["glass_augment_key"], self.count)
 
-    def render(self, images, params, pixels):
-        raise TypeError("source 'glass_augment' fills whole-image regions only; use it in a region operator "
-                        "(RegionDefect), not with a rectangle/scar mask in PatchDefect")
 
     def render_region(self, images, params, coverage):
         fill = self.source.render_region(images, params, coverage)

@@ -13,7 +13,7 @@ import torch
 from .._checks import check_range
 from .._rng import integers_below
 from ..registry import register_part
-from .base import Source, resolve_source
+from .base import Source, has_region_fill, resolve_source
 
 
 @register_part("source", "shuffle")
@@ -42,7 +42,7 @@ class SelfShuffle(Source):
             raise ValueError(f"grid_range must hold integers (blocks per axis), got {tuple(grid_range)}")
         self.grid_range = (int(lo), int(hi))
         self.source = resolve_source(source, "source", allow_none=True)
-        if self.source is not None and type(self.source).render_region is Source.render_region:
+        if self.source is not None and not has_region_fill(self.source):
             raise TypeError(f"source {type(self.source).__name__} has no whole-image fill to shuffle")
 
     def sample(self, n, channels, height, width, shape, generator):
@@ -95,9 +95,6 @@ class SelfShuffle(Source):
         col = torch.gather(col.view(b, hi, width), 1, block_r.view(b, height, 1).expand(b, height, width))
         return row.mul_(width).add_(col)
 
-    def render(self, images, params, pixels):
-        raise TypeError("source 'shuffle' fills whole-image regions only; use it in a region operator "
-                        "(RegionDefect, PerlinDefect), not with a rectangle/scar mask in PatchDefect")
 
     def render_region(self, images, params, coverage):
         b, c, h, w = images.shape
