@@ -6,6 +6,7 @@
     python benchmarks/bench_anomalib.py --budget gpu --device cuda   # GPU budget
     python benchmarks/bench_anomalib.py --steps 2 --size 32 --generators anomalib cutpaste_3way   # smoke run
     python benchmarks/bench_anomalib.py --timing-only --device cuda       # generator time per batch only
+    python benchmarks/bench_anomalib.py --merge a.json b.json     # one table from runs split over processes
 
 Needs ``pip install 'defectgen[anomalib]'``. Nothing is downloaded: DRAEM's texture folder (``dtd_dir``, the
 DTD data set in the paper, which anomalib fetches when the folder is missing) is ``--textures``, an existing
@@ -229,9 +230,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--time-batch", type=int, default=64, help="batch size of the generator timing")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--timing-only", action="store_true", help="time the generators, train nothing")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="print one table from the runs of earlier --json files (generator timing: the last "
+                             "file that has one) and run nothing; with --json / --markdown, write it there too")
+    parser.add_argument("--json", type=Path, help="write the results here (rewritten after every DRAEM run)")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json, args.markdown)
     for path, what in ((args.data, "--data"), (args.textures, "--textures")):
         if not path.is_dir():
             parser.error(f"{what} {path} is not a folder")
@@ -250,6 +256,14 @@ def main(argv=None) -> dict:
 
     specs = defectgen_ops(args.textures)
     rows = []
+    result = {"budget": budget, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "timing_batch": args.time_batch, "generator_seconds": timing, "runs": rows}
+    try:
+        import anomalib
+
+        result["anomalib"] = anomalib.__version__
+    except ImportError:
+        pass
     with tempfile.TemporaryDirectory() as workdir:
         for seed in [] if args.timing_only else budget["seeds"]:
             for name in args.generators:
@@ -257,22 +271,39 @@ def main(argv=None) -> dict:
                                      Path(workdir))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    table = summarise(rows, args.generators)
-    text = markdown(table, timing, budget, args.device)
-    print(text)
-    result = {"budget": budget, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "timing_batch": args.time_batch, "generator_seconds": timing, "runs": rows, "table": table}
-    try:
-        import anomalib
+                if args.json:  # a run stopped later keeps the DRAEM runs it finished
+                    args.json.write_text(json.dumps(result, indent=2))
+    result["table"] = summarise(rows, args.generators)
+    return _write(result, args.device, args.json, args.markdown)
 
-        result["anomalib"] = anomalib.__version__
-    except ImportError:
-        pass
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
+
+def _write(result: dict, device: str, json_path, markdown_path) -> dict:
+    text = markdown(result["table"], result["generator_seconds"], result["budget"], device)
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
+    if markdown_path:
+        markdown_path.write_text(text + "\n")
     return result
+
+
+def merge(paths, json_path, markdown_path) -> dict:
+    """One result from the runs of several result files (e.g. seeds or generators run as separate processes)."""
+    loaded = [json.loads(Path(p).read_text()) for p in paths]
+    rows, seen = [], set()
+    for part in loaded:
+        for row in part["runs"]:
+            key = (row["generator"], row["seed"])
+            if key not in seen:  # a run present in two files counts once
+                seen.add(key)
+                rows.append(row)
+    names = [name for name in defectgen_ops(TEXTURES) if any(r["generator"] == name for r in rows)]
+    rows.sort(key=lambda r: (r["seed"], names.index(r["generator"])))
+    timing = next((p["generator_seconds"] for p in reversed(loaded) if p.get("generator_seconds")), {})
+    budget = {**loaded[0]["budget"], "seeds": sorted({r["seed"] for r in rows})}
+    result = {**loaded[0], "budget": budget, "generator_seconds": timing, "runs": rows,
+              "table": summarise(rows, names), "merged_from": [str(p) for p in paths]}
+    return _write(result, result.get("device", "cpu"), json_path, markdown_path)
 
 
 if __name__ == "__main__":

@@ -315,4 +315,8 @@ def test_benchmark_smoke_run(anomalib, tmp_path, no_network):
     assert set(result["generator_seconds"]) == {"anomalib", "draem"}
     assert json.loads(out.read_text())["table"][0]["generator"] == "anomalib"
     assert "| draem |" in (tmp_path / "bench.md").read_text()
+    # runs split over processes merge into one table; a run in two files counts once
+    merged = bench.main(["--merge", str(out), str(out), "--markdown", str(tmp_path / "merged.md")])
+    assert merged["runs"] == result["runs"] and merged["table"] == result["table"]
+    assert (tmp_path / "merged.md").read_text() == (tmp_path / "bench.md").read_text()
     assert no_network == []
