@@ -247,6 +247,8 @@ def test_synthetic_validation_refuses_an_export_without_a_split(anomalib, tmp_pa
         synthetic_validation(datamodule, out)
     with pytest.raises(ValueError, match="not a defectgen MVTec export"):
         synthetic_validation(datamodule, tmp_path / "nowhere")
+    with pytest.raises(TypeError, match="not an anomalib 2.x datamodule"):
+        synthetic_validation(object(), out)
 
 
 def test_draem_trains_with_the_generator_and_picks_thresholds_on_synthetic_validation(anomalib, export, tmp_path,

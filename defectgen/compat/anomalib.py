@@ -157,6 +157,11 @@ def synthetic_validation(datamodule: Any, export: Union[str, Path]) -> Any:
     """
     from anomalib.data.datasets import MVTecADDataset
 
+    if not callable(getattr(datamodule, "_create_val_split", None)):
+        # the hook anomalib's setup() calls to build its validation split (anomalib 2.x); without it the split
+        # below would be ignored silently
+        raise TypeError(f"{type(datamodule).__name__} is not an anomalib 2.x datamodule (no _create_val_split to "
+                        "replace); synthetic_validation needs anomalib >= 2.0's AnomalibDataModule")
     root = Path(export)
     if (root / "mvtec").is_dir():
         root = root / "mvtec"
