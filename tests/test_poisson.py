@@ -14,7 +14,7 @@ from defectgen.sources import OtherImagePatch
 
 from conftest import make_images
 
-BOTTLE = Path("/work/shared/data/mvtec_bottle_256/train/good")
+BOTTLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec_bottle_256" / "train" / "good"
 FLAGS = {"normal": cv2.NORMAL_CLONE, "mixed": cv2.MIXED_CLONE}
 
 
