@@ -103,43 +103,38 @@ class DefectBank:
     @classmethod
     def from_mvtec(cls, root: PathLike, defects: Optional[Sequence[str]] = None,
                    max_per_type: Optional[int] = None, margin_px: int = 8, ring_px: int = 4,
-                   foreground: Optional[str] = None) -> "DefectBank":
+                   foreground: Optional[str] = None, split: Optional[str] = None,
+                   shots: Optional[Union[int, float]] = None, split_seed: int = 0) -> "DefectBank":
         """Read ``root/test/<defect>/*.png`` with masks ``root/ground_truth/<defect>/<stem>_mask.png``.
 
         The folder is listed by :func:`defectgen.io.read_mvtec` (which also accepts ``<stem>_mask`` with
-        another image extension); the ``good`` test images and ``train/`` are not used.
+        another image extension); the ``good`` test images and ``train/`` are not used. :func:`mvtec_bank_items`
+        lists the files a call reads (without reading them); ``bank.names`` holds them afterwards.
 
         Args:
             root: an MVTec AD category folder (or any folder with that layout).
             defects: defect type folders to read; ``None`` reads every folder under ``test/`` except ``good``.
-            max_per_type: read at most this many images of each type (the first in sorted order).
+            max_per_type: read at most this many images of each type (the first in sorted order, after ``split``).
             margin_px: context kept around each mask's bounding box, in source pixels.
             ring_px: width of the band outside the mask whose mean colour is the defect's local background.
             foreground: ``"otsu"``, ``"otsu_dark"`` or ``"otsu_bright"`` to take that mean on the source image's
                 estimated foreground only (see :mod:`defectgen.foreground`): a defect at the edge of an object
                 is then matched to the object's brightness, not to the background beside it.
+            split: ``"train"`` or ``"held_out"``: read only that part of the fixed split of the defective images
+                that :func:`defectgen.io.mvtec.split_defects` makes with ``shots`` and ``split_seed`` (over the
+                types in ``defects``); ``None`` reads every image. ``split="train", shots=0.33, split_seed=0``
+                is what ``defectgen train inpaint --shots 0.33 --seed 0`` trains on, and what a study's
+                ``data.defect_split: {shots: 0.33, seed: 0}`` takes out of its real test set.
+            shots: a fraction in (0, 1) of each type or a count >= 1 per type: the size of the ``train`` part.
+            split_seed: seeds the split.
 
         Raises:
             ValueError: naming the folder or file when the layout is wrong, a mask is missing, or an image
                 and its mask differ in size. Images with an empty mask are skipped with a warning.
         """
-        from .io.mvtec import read_mvtec
-
-        try:
-            layout = read_mvtec(root, defects, require_test=True)
-        except ValueError as error:
-            raise ValueError(f"DefectBank.from_mvtec: {error}") from None
-        defects = layout.defect_types
-        if not defects:
-            raise ValueError(f"DefectBank.from_mvtec: no defect folders under {str(Path(root) / 'test')!r}")
-        if max_per_type is not None:
-            max_per_type = check_int(max_per_type, "max_per_type", 1)
-        items = [[it for it in layout.test if it.defect == defect][:max_per_type] for defect in defects]
-        images = [it.image for group in items for it in group]
-        masks = [it.mask for group in items for it in group]
-        types = [it.defect for group in items for it in group]
-        return cls.from_pairs(images, masks, types, margin_px=margin_px, ring_px=ring_px, class_names=defects,
-                              foreground=foreground)
+        items, defects = _mvtec_items(root, defects, max_per_type, split, shots, split_seed)
+        return cls.from_pairs([it.image for it in items], [it.mask for it in items], [it.defect for it in items],
+                              margin_px=margin_px, ring_px=ring_px, class_names=defects, foreground=foreground)
 
     @classmethod
     def from_pairs(cls, images: Union[Sequence[ImageLike], torch.Tensor],
@@ -536,6 +531,48 @@ def as_bank(bank: BankSpec, foreground: Optional[str] = None) -> DefectBank:
         raise ValueError(f"a bank config's 'layout' must be 'mvtec' or 'pairs', got {layout!r}")
     raise TypeError(f"bank must be a DefectBank, a folder path or a dict of builder arguments, "
                     f"got {type(bank).__name__}")
+
+
+def mvtec_bank_items(root: PathLike, defects: Optional[Sequence[str]] = None, max_per_type: Optional[int] = None,
+                     split: Optional[str] = None, shots: Optional[Union[int, float]] = None, split_seed: int = 0,
+                     **_cutting) -> list:
+    """The :class:`~defectgen.io.MVTecItem` s ``DefectBank.from_mvtec`` with these arguments reads (files only,
+    nothing decoded; the cutting arguments, ``margin_px`` etc., are accepted and ignored), so a caller can tell
+    which real images a bank config learns from without building it."""
+    return _mvtec_items(root, defects, max_per_type, split, shots, split_seed)[0]
+
+
+def _mvtec_items(root, defects, max_per_type, split, shots, split_seed):
+    from .io.mvtec import SPLIT_PARTS, read_mvtec, split_defects
+
+    if split is None and shots is not None:
+        raise ValueError(f"DefectBank.from_mvtec: shots={shots!r} needs split= (one of {SPLIT_PARTS}): which part "
+                         "of the split to read")
+    if split is not None and split not in SPLIT_PARTS:
+        raise ValueError(f"DefectBank.from_mvtec: split must be one of {SPLIT_PARTS} or None, got {split!r}")
+    if split is not None and shots is None:
+        raise ValueError("DefectBank.from_mvtec: split= needs shots= (a fraction of each type, or a count per type)")
+    try:
+        layout = read_mvtec(root, defects, require_test=True)
+    except ValueError as error:
+        raise ValueError(f"DefectBank.from_mvtec: {error}") from None
+    defects = layout.defect_types
+    if not defects:
+        raise ValueError(f"DefectBank.from_mvtec: no defect folders under {str(Path(root) / 'test')!r}")
+    if max_per_type is not None:
+        max_per_type = check_int(max_per_type, "max_per_type", 1)
+    items = [it for it in layout.test if it.is_anomalous]
+    if split is not None:
+        try:
+            parts = split_defects(layout, shots, split_seed)
+        except ValueError as error:
+            raise ValueError(f"DefectBank.from_mvtec: {error}") from None
+        items = parts.train if split == "train" else parts.held_out
+        if not items:
+            raise ValueError(f"DefectBank.from_mvtec: the {split!r} part of the split (shots={shots!r}) holds no "
+                             f"image of {defects}")
+    items = [it for defect in defects for it in [it for it in items if it.defect == defect][:max_per_type]]
+    return items, defects
 
 
 # -- building helpers ---------------------------------------------------------------------------------------------

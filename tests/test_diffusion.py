@@ -280,6 +280,11 @@ def test_train_inpaint_command_trains_resumes_and_feeds_generate(tmp_path, capsy
     assert "for 3 steps" in text
     model = InpaintModel.load(out)
     assert model.class_names == ["normal", "crack", "spot"] and len(model.info["held_out_defects"]) == 2
+    # the training part is split_defects' (DefectBank.from_mvtec(split="train")) for the same shots and seed, and the
+    # data folder is recorded resolved: a study tells which test images the model saw (detectors/study/overlap.py)
+    from defectgen.io.mvtec import split_defects
+    assert model.info["train_defects"] == [str(it.image) for it in split_defects(root, 0.5, 0).train]
+    assert model.info["data_root"] == str(root.resolve())
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"op: diffusion\nmodel: {out}\nsteps: 2\nmask: {{type: shape}}\n"
                       "class_names: [crack, spot]\n")

@@ -30,7 +30,8 @@ def test_recipe_builds_and_runs(path):
 
 
 @pytest.mark.parametrize("path, cells", [(p, {"ablation_deeppcb.yaml": {"cpu": 32, "gpu": 96},
-                                                "ablation_bottle.yaml": {"cpu": 20, "gpu": 50}}[p.name])
+                                                "ablation_bottle.yaml": {"cpu": 18, "gpu": 45},
+                                                "ablation_bottle_diffusion.yaml": {"cpu": 6, "gpu": 15}}[p.name])
                                          for p in STUDY_RECIPES], ids=lambda v: getattr(v, "name", ""))
 def test_study_recipes_load_and_expand_for_every_budget(path, cells):
     """The shipped study recipes (defectgen ablate) are valid for each budget; they name ../shared/data."""

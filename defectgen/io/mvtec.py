@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+import math
+from typing import Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -207,6 +208,81 @@ def read_mvtec(root: PathLike, defects: Optional[Union[str, Sequence[str]]] = No
                 raise ValueError(f"image {str(path)!r} has no mask (expected {str(expected)!r})")
             test.append(MVTecItem(path, mask, defect))
     return MVTecLayout(root, train, test, list(defects))
+
+
+class DefectSplit(NamedTuple):
+    """A fixed split of a category's defective test images (see :func:`split_defects`)."""
+
+    train: List[MVTecItem]     # the part a model may learn from, in :attr:`MVTecLayout.test` order
+    held_out: List[MVTecItem]  # the rest, in the same order
+
+
+SPLIT_PARTS = ("train", "held_out")
+"""The parts of a :class:`DefectSplit`, as ``DefectBank.from_mvtec(split=...)`` names them."""
+
+
+def check_shots(shots, what: str = "shots") -> Union[int, float]:
+    """``shots`` checked: a fraction in (0, 1) of each type, or a whole count >= 1 per type."""
+    if isinstance(shots, bool) or not isinstance(shots, (int, float)) or not shots > 0 or \
+            (shots >= 1 and shots != int(shots)) or not math.isfinite(shots):
+        raise ValueError(f"{what} must be a fraction in (0, 1) or a whole count >= 1, got {shots!r}")
+    return int(shots) if shots >= 1 else float(shots)
+
+
+def split_by_type(types: Sequence[Hashable], shots: Union[int, float], seed: int = 0) -> Tuple[List[int], List[int]]:
+    """Indices into ``types`` to train on and to hold out: a seeded permutation within each type.
+
+    ``shots`` < 1 is a fraction of each type (rounded up, at least one), ``shots`` >= 1 a count per type (all of a
+    type with fewer). Types are visited in sorted order, all drawing from one generator seeded with ``seed``, so
+    the choice depends only on the types present, their sizes and ``seed``. Both lists are sorted by type, then
+    index. This is the one rule behind :func:`split_defects`, ``DefectBank.from_mvtec(split=...)`` and
+    :func:`defectgen.sources.diffusion.train.split_shots` (bank entries: types are their class ids, whose
+    order is the sorted type names').
+    """
+    shots = check_shots(shots)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    import torch
+
+    types = list(types)
+    generator = torch.Generator().manual_seed(seed)
+    train: List[int] = []
+    held_out: List[int] = []
+    for kind in sorted(set(types)):
+        entries = [i for i, t in enumerate(types) if t == kind]
+        order = [entries[j] for j in torch.randperm(len(entries), generator=generator).tolist()]
+        keep = max(1, math.ceil(shots * len(order) - 1e-9)) if shots < 1 else min(int(shots), len(order))
+        train += sorted(order[:keep])
+        held_out += sorted(order[keep:])
+    return train, held_out
+
+
+def split_defects(source: Union[PathLike, MVTecLayout], shots: Union[int, float], seed: int = 0,
+                  defects: Optional[Union[str, Sequence[str]]] = None) -> DefectSplit:
+    """One fixed split of a category's defective test images into a part to learn from and the rest.
+
+    Per defect type, a seeded permutation of its images (``shots`` < 1: that fraction, rounded up, at least one;
+    ``shots`` >= 1: that many) goes to ``train``, the rest to ``held_out`` (:func:`split_by_type`). Only file
+    names are listed, nothing is decoded; the split is the one ``defectgen train inpaint --shots X --seed S``
+    trains on (over the same ``defects``), and what a study's ``data.defect_split`` takes out of its real
+    test set. An image whose mask is empty still counts here (a bank then skips it).
+
+    Args:
+        source: an MVTec-layout folder, or its :class:`MVTecLayout` (then ``defects`` must be None).
+        shots: a fraction in (0, 1) of each type, or a count >= 1 per type.
+        seed: seeds the permutation.
+        defects: the types to split (default: all); the split of a type depends on which types are split.
+    """
+    if isinstance(source, MVTecLayout):
+        if defects is not None:
+            raise ValueError("split_defects: give defects when reading a folder, not with an MVTecLayout")
+        layout = source
+    else:
+        layout = read_mvtec(source, defects, require_test=True)
+    items = [it for it in layout.test if it.is_anomalous]
+    train, held_out = split_by_type([it.defect for it in items], shots, seed)
+    # back to the layout's order (types in order, each type's files sorted), which split_by_type keeps
+    return DefectSplit([items[i] for i in train], [items[i] for i in held_out])
 
 
 def load_image(item: Union[MVTecItem, PathLike], size: Optional[int] = None, channels: int = 3) -> torch.Tensor:

@@ -5,8 +5,10 @@ of a study trains and is tested on the same split:
 
 - ``deeppcb`` (aligned pairs): ids sorted, every ``test_every``-th (index ``% test_every == test_every - 1``) is a
   test pair; the OK images are the training pairs' templates, the real training set their tested images.
-- ``mvtec``: the OK images are ``train/good``, the real test set the ``test`` split (masks included); there are
-  no real training labels (``data.real_train`` can name some).
+- ``mvtec``: the OK images are ``train/good``, the real test set the ``test`` split (masks included), less the
+  training part of ``data.defect_split`` when the recipe sets one (a seeded split of the defective images per
+  type, :func:`defectgen.io.mvtec.split_defects`: families may learn from that part); there are no real
+  training labels (``data.real_train`` can name some).
 - ``folder``: the OK images are the folder ``data.ok``; ``data.real_train`` / ``data.real_test`` name labelled
   sets in any format :func:`~detectors.data.read_labelled` takes.
 
@@ -127,8 +129,9 @@ class StudyData:
             if data["format"] == "mvtec":
                 from ..data import read_labelled
 
-                return read_labelled(self.study.resolve_path(data["root"]), "mvtec", split="test", size=self.size,
+                test = read_labelled(self.study.resolve_path(data["root"]), "mvtec", split="test", size=self.size,
                                      channels=CHANNELS)
+                return without_defect_split(self.study, test)
             raise ValueError("test set 'real': data.format folder needs data.real_test (a labelled set)")
 
         return self._cached("real_test", make)
@@ -164,6 +167,21 @@ class StudyData:
         for name in self.study.test_sets:
             if len(self.test_set(name)) == 0:
                 raise ValueError(f"test set {name!r} holds no image")
+
+
+def without_defect_split(study: Study, test: LabelledSet) -> LabelledSet:
+    """An MVTec real test set without ``data.defect_split``'s training part (images, masks and boxes go
+    together); the set as it is without a split."""
+    from pathlib import Path
+
+    from .overlap import defect_split_training
+
+    training = defect_split_training(study)
+    if not training:
+        return test
+    root = Path(test.info["root"])
+    keep = [i for i, name in enumerate(test.names) if (root / name).resolve() not in training]
+    return test.subset(keep)
 
 
 def family_op(study: Study, spec: Any, data: Optional[StudyData], seed: int):

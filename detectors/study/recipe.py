@@ -7,12 +7,17 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
       format: deeppcb          # deeppcb (aligned pairs, split by id) | mvtec (train/good + test) | folder
       test_every: 4            # deeppcb: sorted ids, every 4th (index % 4 == 3) is a test pair
       holdout_ok: 0            # OK images kept out of training, for the synthetic test sets
+      # mvtec only: a fixed split of the defective test images (per type, seeded; the split of
+      # DefectBank.from_mvtec(split=..., shots=..., split_seed=...) and `defectgen train inpaint --shots --seed`):
+      # its training part is taken out of the real test set (images and masks), so families may learn from it
+      # defect_split: {shots: 0.33, seed: 0}
     families:                  # the synthetic defects compared; "none" is the no-synthetic-defects baseline
       none: none
       cutpaste: {op: cutpaste}               # any registered operator name or config (a list: one class each)
       pcb: {recipe: pcb_defects.yaml}        # an operator recipe file
       three_way: {pretext: 3way}             # a CutPaste detector's named pretext
       transplant: {transplant: {pairs: 20}}  # real defects of k training pairs, moved onto OK images
+      # any family may add allow_overlap: true (see below)
     regimes: [synthetic, synthetic+20, real]
     detectors:
       fasterrcnn: {kind: fasterrcnn, settings: {batch_size: 4}, images_seen: 900}
@@ -35,6 +40,13 @@ synthetic part), so the real-only and K-real baselines are rows of the ``none`` 
 (boxes) take every regime; anomaly detectors (the CutPaste detector) train on normal images with the family
 as pretext, so they take ``synthetic`` only, and their ``none`` is the untrained network (the density alone).
 
+No test data in training: a family whose training data (a DefectBank its operators read from an MVTec or
+aligned-pairs folder, an inpainting model folder's recorded training images, a transplant family's pairs)
+holds files of a real test set it is scored on is refused when the recipe is loaded, naming the files
+(:mod:`.overlap`), unless its spec says ``allow_overlap: true`` (``diffusion: {recipe: diffusion_bottle.yaml,
+allow_overlap: true}``): then it runs and the report marks it (``†`` in ``table.md`` with a footnote, an
+``overlap`` count in its ``results.jsonl`` rows). ``allow_overlap`` is not part of a cell's settings.
+
 :func:`load_study` reads and checks a recipe (every error names the key and the allowed values, before any
 data is read) and resolves one budget; :func:`expand` turns it into :class:`Cell` s.
 """
@@ -54,11 +66,13 @@ from ..registry import detector_class, list_detectors
 
 TOP_KEYS = ("name", "description", "data", "families", "regimes", "detectors", "test_sets", "seeds", "metrics",
             "image_size", "synthetic", "budgets")
-DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test")
+DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test", "defect_split")
+DEFECT_SPLIT_KEYS = ("shots", "seed")
 DATA_FORMATS = ("deeppcb", "mvtec", "folder")
 DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic")
 SYNTHETIC_KEYS = ("defects_per_image", "box_margin")
 FAMILY_KINDS = ("op", "recipe", "pretext", "transplant")
+FAMILY_FLAGS = ("allow_overlap",)
 TRANSPLANT_KEYS = ("pairs", "groups", "blend", "match_brightness")
 TEST_SET_KEYS = ("path", "format", "split", "synthetic", "images", "seed")
 LABELLED_SET_KEYS = ("path", "format", "split")
@@ -126,6 +140,11 @@ class Study:
     # each family's spec as a cell records it: an operator recipe file's spec also holds a hash of the file's
     # text (read once, at load), so editing the file makes new cells
     family_records: Dict[str, Any] = field(default_factory=dict)
+    # families whose spec says allow_overlap: true (not part of a cell's settings: it changes no training)
+    allow_overlap: Dict[str, bool] = field(default_factory=dict)
+    # {family: {test set: {"count", "files", "source"}}}: training files a family shares with a test set it is
+    # scored on, allowed by allow_overlap (any other overlap is refused at load; see .overlap)
+    overlaps: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
 
     def resolve_path(self, text: str) -> Path:
         path = Path(text).expanduser()
@@ -166,8 +185,9 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
     raw = _apply_budget(raw, budget)
     name = str(raw.get("name") or (path.stem if path is not None else "study"))
     root = path.parent if path is not None else Path(base) if base is not None else Path.cwd()
+    families, allow_overlap = _check_families(raw["families"])
     study = Study(path=path, root=root, budget=budget, raw=raw, name=name,
-                  data=_check_data(raw["data"]), families=_check_families(raw["families"]),
+                  data=_check_data(raw["data"]), families=families,
                   regimes=_check_regimes(raw.get("regimes", ["synthetic"])),
                   detectors=_check_detectors(raw["detectors"]), test_sets=raw["test_sets"],
                   seeds=_check_seeds(raw.get("seeds", DEFAULT_SEEDS)), metrics=_check_metrics(raw.get("metrics")),
@@ -176,6 +196,10 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
     study.test_sets = _check_test_sets(raw["test_sets"], study)
     _check_combinations(study)
     study.family_records = {name: _family_record(study, spec) for name, spec in study.families.items()}
+    study.allow_overlap = allow_overlap
+    from .overlap import check_overlaps
+
+    study.overlaps = check_overlaps(study)
     return study
 
 
@@ -247,16 +271,49 @@ def _check_data(data: Any) -> Dict[str, Any]:
             _check_keys(data[key], LABELLED_SET_KEYS, f"data.{key}")
             if "path" not in data[key]:
                 raise RecipeError(f"data.{key} needs a path")
+    if "defect_split" in data:
+        out["defect_split"] = _check_defect_split(data["defect_split"], data)
     return out
 
 
-def _check_families(families: Any) -> Dict[str, Any]:
+def _check_defect_split(spec: Any, data: Mapping[str, Any]) -> Dict[str, Any]:
+    from defectgen.io.mvtec import check_shots
+
+    where = "data.defect_split"
+    _check_keys(spec, DEFECT_SPLIT_KEYS, where)
+    if data.get("format") != "mvtec":
+        raise RecipeError(f"{where} splits the defective test images of an MVTec folder: it needs data.format mvtec")
+    if "real_test" in data:
+        raise RecipeError(f"{where} takes its training part out of data.root's test split, but data.real_test "
+                          "replaces that test set: use one of them")
+    if "shots" not in spec:
+        raise RecipeError(f"{where} needs shots: the training part, a fraction of each defect type (0.33) or a "
+                          "count per type (5)")
+    try:
+        shots = check_shots(spec["shots"], f"{where}.shots")
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RecipeError(f"{where}.seed must be a non-negative integer, got {seed!r}")
+    return {"shots": shots, "seed": seed}
+
+
+def _check_families(families: Any) -> Tuple[Dict[str, Any], Dict[str, bool]]:
     if not isinstance(families, Mapping) or not families:
         raise RecipeError("families must map family names to operator specs, e.g. {none: none, cutpaste: "
                           "{op: cutpaste}}")
     out: Dict[str, Any] = {}
+    allow: Dict[str, bool] = {}
     for name, spec in families.items():
         where = f"families.{name}"
+        if isinstance(spec, Mapping) and "allow_overlap" in spec:
+            flag = spec["allow_overlap"]
+            if not isinstance(flag, bool):
+                raise RecipeError(f"{where}.allow_overlap must be true or false, got {flag!r}")
+            if flag:
+                allow[name] = True
+            spec = {k: v for k, v in spec.items() if k not in FAMILY_FLAGS}
         if spec == BASELINE or spec is None:
             if name != BASELINE:
                 raise RecipeError(f"{where}: only the family named {BASELINE!r} may be empty (the baseline)")
@@ -266,7 +323,8 @@ def _check_families(families: Any) -> Dict[str, Any]:
             raise RecipeError(f"{where} is the no-synthetic-defects baseline: write '{BASELINE}: {BASELINE}'")
         if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in FAMILY_KINDS:
             raise RecipeError(f"{where} must be one of {{op: name or config}}, {{recipe: file}}, {{pretext: "
-                              f"name}}, {{transplant: {{pairs: K}}}}; got {spec!r}")
+                              f"name}}, {{transplant: {{pairs: K}}}} (plus allow_overlap: true, optionally); got "
+                              f"{spec!r}")
         kind, value = next(iter(spec.items()))
         if kind == "op":
             _check_op(value, where)
@@ -281,7 +339,7 @@ def _check_families(families: Any) -> Dict[str, Any]:
             _check_keys(value, TRANSPLANT_KEYS, f"{where}.transplant")
             _check_positive(value.get("pairs"), f"{where}.transplant.pairs")
         out[name] = {kind: value}
-    return out
+    return out, allow
 
 
 def _check_op(value: Any, where: str) -> None:

@@ -1,11 +1,13 @@
 """A study's report, rendered from its folder alone (``study.json`` and the cells' ``result.json``).
 
 - ``results.jsonl``: one line per cell x test set (plan order): the cell's family, regime, detector and seed,
-  its status (and error), the test set's metrics, the training record, timings and library versions.
+  its status (and error), the test set's metrics, the training record, timings and library versions; ``overlap``
+  (how many of the test set's files the family learnt from) for a family run with ``allow_overlap: true``.
 - ``results.csv``: the same, flat, one metric per column.
 - ``table.md``: per test set and metric, families x regimes against detectors: mean +- std over seeds, each as a
   percentage of the detector's real-only baseline (``none / real``) and as a difference (points) from the
-  ``none`` row of the same regime; failed and pending cells marked. Then a ranking of the families per test set,
+  ``none`` row of the same regime; failed and pending cells marked, and families that learnt from files of a
+  test set (``allow_overlap``) marked ``†`` with a footnote. Then a ranking of the families per test set,
   and the synthetic validation.
 - ``heatmaps/<test set>__<metric>.png``: family x detector, one panel per regime (needs matplotlib; skipped
   with a note in ``table.md`` without it).
@@ -75,6 +77,9 @@ def result_rows(record: Dict[str, Any], results: Dict[str, Dict[str, Any]], fold
             else:
                 row["error"] = result.get("error")
                 row["timings"] = {"cell_seconds": result.get("seconds")}
+            overlap = record.get("overlaps", {}).get(cell["family"], {}).get(test_set)
+            if overlap:  # the family learnt from this many of the test set's files (allow_overlap: true)
+                row["overlap"] = overlap["count"]
             row["versions"] = result.get("versions")
             if settings is not None:
                 row["settings"] = settings
@@ -119,6 +124,30 @@ def _row_keys(record) -> List[Tuple[str, str]]:
     return sorted(seen, key=lambda fr: (regimes.index(fr[1]), record["families"].index(fr[0])))
 
 
+OVERLAP_MARK = "†"
+
+
+def family_label(record, family: str) -> str:
+    """A family's name in the tables: marked when it learnt from files of a test set (``allow_overlap``)."""
+    return f"{family} {OVERLAP_MARK}" if family in record.get("overlaps", {}) else family
+
+
+def overlap_note(record) -> List[str]:
+    """The footnote of the marked families: which test sets, how many files, from where."""
+    overlaps = record.get("overlaps") or {}
+    if not overlaps:
+        return []
+    lines = [f"{OVERLAP_MARK} Trained on files of a test set it is scored on (`allow_overlap: true` in the recipe): "
+             "its numbers on that test set are not comparable with the other families'."]
+    for family, per_test in overlaps.items():
+        for test_set, found in per_test.items():
+            files = ", ".join(f"`{f}`" for f in found["files"][:3])
+            more = f" and {found['count'] - 3} more" if found["count"] > 3 else ""
+            lines.append(f"- `{family}`: {found['count']} files of `{test_set}`, from {found['source']} "
+                         f"({files}{more})")
+    return lines + [""]
+
+
 def _status_mark(record, results, family, regime, detector) -> Optional[str]:
     ids = [c["id"] for c in record["cells"]
            if (c["family"], c["regime"], c["detector"]) == (family, regime, detector)]
@@ -140,7 +169,7 @@ def metric_table(record, results, values, test_set, metric) -> str:
         head += [det, "% real", "Δ none"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for family, regime in _row_keys(record):
-        cells = [family, regime]
+        cells = [family_label(record, family), regime]
         for det in detectors:
             got = values.get((test_set, metric, family, regime, det))
             mark = _status_mark(record, results, family, regime, det)
@@ -190,7 +219,8 @@ def per_type_tables(record, rows, test_set) -> List[str]:
         for family, regime in _row_keys(record):
             got = [per.get((det, family, regime, t)) for t in types]
             if any(got):
-                lines.append("| " + " | ".join([family, regime, *(_fmt(g) for g in got)]) + " |")
+                lines.append("| " + " | ".join([family_label(record, family), regime, *(_fmt(g) for g in got)])
+                             + " |")
         what = "agnostic AP@50 against each type's boxes" if metric == "map_50" else \
             f"{metric} on the defect-free images plus each type's"
         out += [f"### {test_set}: {det}, per real defect type ({what})", "", *lines, ""]
@@ -211,7 +241,7 @@ def ranking(record, values, test_set) -> List[str]:
             if len(scored) < 2:
                 continue
             scored.sort(key=lambda pair: -pair[0])
-            order = " > ".join(f"{fam} {100 * v:.1f}" for v, fam in scored)
+            order = " > ".join(f"{family_label(record, fam)} {100 * v:.1f}" for v, fam in scored)
             lines.append(f"- {det}, {regime} ({metric}): {order}")
     return lines
 
@@ -272,6 +302,7 @@ def render_table(record, results, rows, values, heatmap_note: str = "") -> str:
              f"(`{BASELINE}` / `real`); **Δ none**: points over the `{BASELINE}` row of the same regime and detector "
              f"(`{BASELINE}` / `synthetic+K` is K real images alone; for an anomaly detector `{BASELINE}` is the "
              "untrained network).", ""]
+    parts += overlap_note(record)
     for test_set, kind in record["test_sets"].items():
         for metric in _metrics_present(record, values, test_set):
             parts += [f"## {test_set} ({kind} test set): {metric}", "", metric_table(record, results, values,

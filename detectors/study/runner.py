@@ -46,6 +46,10 @@ def study_record(study: Study, cells: List[Cell]) -> Dict[str, Any]:
                       for name, spec in study.detectors.items()},
         "test_sets": {name: ("synthetic" if "synthetic" in spec else "real") for name, spec in study.test_sets.items()},
         "seeds": study.seeds,
+        # families allowed (allow_overlap: true) to learn from files of a test set they are scored on
+        "overlaps": {family: {test: {"count": found["count"], "files": found["files"][:10], "source": found["source"]}
+                              for test, found in per_test.items()}
+                     for family, per_test in study.overlaps.items()},
         "cells": [{"id": c.id, "family": c.family, "regime": c.regime, "detector": c.detector, "seed": c.seed}
                   for c in cells],
     }

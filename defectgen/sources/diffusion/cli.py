@@ -86,9 +86,14 @@ def run_train_inpaint(args: argparse.Namespace) -> int:
             raise CliError(f"no images in {str(ok_folder)!r}")
         height, width = read_image(first[0]).shape[:2]  # the OK images are read at their own size
         ok_images = load_folder(ok_folder, size=max(height, width))
-        bank, info = None, {"data": str(args.data), "ok": str(ok_folder), "shots": args.shots}
+        # data_root: the data folder resolved, so a study can tell which files the recorded names are wherever it
+        # runs (defectgen ablate refuses a family whose model learnt from a test set's images)
+        bank, info = None, {"data": str(args.data), "data_root": str(args.data.resolve()), "ok": str(ok_folder),
+                            "shots": args.shots}
         if args.kind == "conditional":
             # the whole source image is kept around each defect, so a window never runs out of real context
+            # split_shots is split_defects' rule, so the training part is DefectBank.from_mvtec(args.data,
+            # args.defects, split="train", shots=args.shots, split_seed=args.seed) (with no empty mask)
             full = DefectBank.from_mvtec(args.data, args.defects, margin_px=max(height, width))
             train, held_out = split_shots(full, args.shots, args.seed)
             bank = subset_bank(full, train)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ...bank import DefectBank
+from ...io.mvtec import split_by_type
 from ...masks.components import mask_boxes
 from ...masks.shapes import ShapeMask
 from .crops import crop, square_boxes
@@ -95,20 +96,13 @@ class InpaintTraining:
 
 def split_shots(bank: DefectBank, shots: Union[int, float], seed: int = 0) -> Tuple[List[int], List[int]]:
     """Entries of ``bank`` to train on and to hold out: ``shots`` < 1 is a fraction of each defect type (at
-    least one), ``shots`` >= 1 a count per type; the choice is a seeded permutation within each type."""
-    if isinstance(shots, bool) or not isinstance(shots, (int, float)) or not shots > 0:
-        raise ValueError(f"shots must be a fraction in (0, 1) or a count >= 1, got {shots!r}")
-    generator = torch.Generator().manual_seed(seed)
-    train, held_out = [], []
-    for type_id in range(1, len(bank.class_names) + 1):
-        entries = (bank.types == type_id).nonzero().flatten()
-        if len(entries) == 0:
-            continue
-        order = entries[torch.randperm(len(entries), generator=generator)].tolist()
-        keep = max(1, math.ceil(shots * len(order) - 1e-9)) if shots < 1 else min(int(shots), len(order))
-        train += sorted(order[:keep])
-        held_out += sorted(order[keep:])
-    return train, held_out
+    least one), ``shots`` >= 1 a count per type; the choice is a seeded permutation within each type.
+
+    The rule is :func:`defectgen.io.mvtec.split_by_type`, the one behind ``DefectBank.from_mvtec(split=...)``
+    and a study's ``data.defect_split``: for a bank read from a whole MVTec folder (no empty mask), the
+    training entries are the images ``DefectBank.from_mvtec(root, split="train", shots=shots, split_seed=seed)``
+    reads."""
+    return split_by_type(bank.types.tolist(), shots, seed)
 
 
 def subset_bank(bank: DefectBank, entries: Sequence[int]) -> DefectBank:
