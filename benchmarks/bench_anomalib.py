@@ -1,12 +1,13 @@
 """anomalib's DRAEM trained with anomalib's own synthetic anomalies and with defectgen's, on MVTec bottle.
 
-    python benchmarks/bench_anomalib.py                              # CPU budget: 4 DRAEM runs of ~22 min each
-    python benchmarks/bench_anomalib.py --generators anomalib draem & \
-        python benchmarks/bench_anomalib.py --generators cutpaste_3way perlin_self   # ~45 min on 2 cores
+    python benchmarks/bench_anomalib.py --json docs/results/anomalib_bottle_cpu.json   # the published CPU budget:
+                                                           # 8 DRAEM runs (4 generators, seeds 0 and 1) of ~22 min
+    python benchmarks/bench_anomalib.py --seeds 0 --json s0.json & \
+        python benchmarks/bench_anomalib.py --seeds 1 --json s1.json        # the same, split over two processes
+    python benchmarks/bench_anomalib.py --merge s0.json s1.json --json merged.json   # ... and one table of both
     python benchmarks/bench_anomalib.py --budget gpu --device cuda   # GPU budget
     python benchmarks/bench_anomalib.py --steps 2 --size 32 --generators anomalib cutpaste_3way   # smoke run
     python benchmarks/bench_anomalib.py --timing-only --device cuda       # generator time per batch only
-    python benchmarks/bench_anomalib.py --merge a.json b.json     # one table from runs split over processes
 
 Needs ``pip install 'defectgen[anomalib]'``. Nothing is downloaded: DRAEM's texture folder (``dtd_dir``, the
 DTD data set in the paper, which anomalib fetches when the folder is missing) is ``--textures``, an existing
@@ -27,6 +28,11 @@ Generators (``--generators``): ``anomalib`` (DRAEM's default ``PerlinAnomalyGene
 ``blend_factor=(0.1, 1.0)``, half the samples left normal), ``draem`` (defectgen's DRAEM preset over the same
 textures), ``cutpaste_3way`` (the CutPaste paper's normal / CutPaste / scar thirds) and ``perlin_self``
 (DRAEM's Perlin blobs filled with the image's own shuffled blocks, MemSeg's structure source; half normal).
+
+``--json PATH`` writes the raw results file (``benchmarks/raw_results.py``: every run, the generator timing, the
+command, versions and machine), rewritten after every DRAEM run so a stopped run keeps what it finished.
+``--merge`` makes one such file from the runs of several (``merged_from`` names them; the generator timing is
+the last file's that has one). ``render_tables(raw)`` renders the tables the script prints and the docs publish.
 """
 from __future__ import annotations
 
@@ -42,12 +48,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "mvtec_bottle_256"
 TEXTURES = ROOT.parent / "shared" / "data" / "deeppcb_400" / "templates"
 
 BUDGETS = {
     # DRAEM's network has 97 M parameters: a 64 px step of 8 images takes about 3.5 s on 2 cores, 6.6 s on one
-    "cpu": {"size": 64, "steps": 200, "batch": 8, "seeds": [0]},
+    "cpu": {"size": 64, "steps": 200, "batch": 8, "seeds": [0, 1]},
     # the paper trains 700 epochs of 8 images at 256 px; this is about 190 epochs of bottle's 209 images
     "gpu": {"size": 256, "steps": 5000, "batch": 8, "seeds": [0, 1, 2]},
 }
@@ -196,22 +205,62 @@ def summarise(rows: list, names: list) -> list:
     return table
 
 
-def markdown(table: list, timing: dict, budget: dict, device: str) -> str:
-    lines = [f"DRAEM on mvtec bottle, {budget['size']} px, {budget['steps']} steps of {budget['batch']}, "
-             f"seeds {budget['seeds']}, {device}", "",
-             "| generator | image AUROC | pixel AUROC | AUPRO (0.3) | s / step | generator s / step |",
-             "|---|---|---|---|---|---|"]
+# the README's names of the generators
+README_LABELS = {"anomalib": "anomalib's `PerlinAnomalyGenerator`", "draem": "`draem` (same textures)",
+                 "cutpaste_3way": "`cutpaste_3way`",
+                 "perlin_self": "`perlin` over the image's own shuffled blocks, p = 0.5"}
+
+
+def _pm(entry: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
+    sd = f" ± {scale * entry[key + '_std']:.{digits}f}" if len(entry["seeds"]) > 1 else ""
+    return f"{scale * entry[key]:.{digits}f}{sd}"
+
+
+def render_tables(raw: dict) -> dict:
+    """The tables of a raw results file: ``draem`` (mean ± std over seeds, step and generator time), ``timing``
+    (generator ms per batch and speed against anomalib's), ``readme`` (the README's summary of both) and ``runs``
+    (every DRAEM run)."""
+    results = raw["results"]
+    table, timing = results["table"], results.get("generator_seconds") or {}
+    tables = {"draem": markdown_table(
+        ["generator", "image AUROC", "pixel AUROC", "AUPRO (0.3)", "s / step", "generator s / step"],
+        [[e["generator"], _pm(e, "image_auroc"), _pm(e, "pixel_auroc"), _pm(e, "aupro"), _pm(e, "step_s", 1, 2),
+          _pm(e, "generator_s", 1, 3)] for e in table])}
+    base = timing.get("anomalib")
+    if timing and base:
+        tables["timing"] = markdown_table(["generator", "ms per batch", "speed vs anomalib's generator"],
+                                          [[name, f"{1000 * sec:.1f}", f"{base / sec:.2f}x"]
+                                           for name, sec in timing.items()])
+    rows, compared = [], 0
     for e in table:
-        def pm(key, scale=100.0, digits=1):
-            sd = f" ± {scale * e[key + '_std']:.{digits}f}" if len(e["seeds"]) > 1 else ""
-            return f"{scale * e[key]:.{digits}f}{sd}"
-        lines.append(f"| {e['generator']} | {pm('image_auroc')} | {pm('pixel_auroc')} | {pm('aupro')} | "
-                     f"{pm('step_s', 1, 2)} | {pm('generator_s', 1, 3)} |")
-    if timing:
-        base = timing.get("anomalib")
-        lines += ["", "| generator | ms per batch | speed vs anomalib's generator |", "|---|---|---|"]
-        for name, seconds in timing.items():
-            lines.append(f"| {name} | {1000 * seconds:.1f} | {base / seconds:.2f}x |")
+        ms = timing.get(e["generator"])
+        if ms is None:
+            cell = "-"
+        elif e["generator"] == "anomalib" or not base:
+            cell = f"{1000 * ms:.0f}"
+        else:
+            compared += 1
+            cell = f"{1000 * ms:.0f} ({base / ms:.3g}x{' faster' if compared == 1 and base > ms else ''})"
+        rows.append([README_LABELS.get(e["generator"], f"`{e['generator']}`"), _pm(e, "image_auroc"),
+                     _pm(e, "pixel_auroc"), _pm(e, "aupro"), cell])
+    batch = results.get("timing_batch")
+    tables["readme"] = markdown_table(["generator", "image AUROC", "pixel AUROC", "AUPRO",
+                                       f"generator ms per ({batch}, 3, 256, 256) batch"], rows)
+    tables["runs"] = markdown_table(
+        ["generator", "seed", "image AUROC", "pixel AUROC", "AUPRO", "s / step", "generator s / step"],
+        [[r["generator"], r["seed"], f"{100 * r['image_auroc']:.1f}", f"{100 * r['pixel_auroc']:.1f}",
+          f"{100 * r['aupro']:.1f}", f"{r['step_s']:.2f}", f"{r['generator_s']:.4f}"] for r in results["runs"]])
+    return tables
+
+
+def markdown(result: dict) -> str:
+    """What the script prints: a header line, the DRAEM table and the generator timing."""
+    budget = result["budget"]
+    tables = render_tables({"results": result})
+    lines = [f"DRAEM on mvtec bottle, {budget['size']} px, {budget['steps']} steps of {budget['batch']}, "
+             f"seeds {budget['seeds']}, {result.get('device', 'cpu')}", "", tables["draem"]]
+    if "timing" in tables:
+        lines += ["", tables["timing"]]
     return "\n".join(lines)
 
 
@@ -228,16 +277,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, help="override the budget's image size")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
     parser.add_argument("--time-batch", type=int, default=64, help="batch size of the generator timing")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20, help="generator timing: calls per generator (median)")
     parser.add_argument("--timing-only", action="store_true", help="time the generators, train nothing")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="print one table from the runs of earlier --json files (generator timing: the last "
                              "file that has one) and run nothing; with --json / --markdown, write it there too")
-    parser.add_argument("--json", type=Path, help="write the results here (rewritten after every DRAEM run)")
+    parser.add_argument("--json", type=Path, help="write the raw results file here (rewritten after every DRAEM "
+                                                  "run; published: docs/results/anomalib_bottle_cpu.json)")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     args = parser.parse_args(argv)
+    command = command_line(__file__, argv)
     if args.merge:
-        return merge(args.merge, args.json, args.markdown)
+        return merge(args.merge, args.json, args.markdown, command)
     for path, what in ((args.data, "--data"), (args.textures, "--textures")):
         if not path.is_dir():
             parser.error(f"{what} {path} is not a folder")
@@ -256,14 +307,10 @@ def main(argv=None) -> dict:
 
     specs = defectgen_ops(args.textures)
     rows = []
-    result = {"budget": budget, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "timing_batch": args.time_batch, "generator_seconds": timing, "runs": rows}
-    try:
-        import anomalib
-
-        result["anomalib"] = anomalib.__version__
-    except ImportError:
-        pass
+    threads = torch.get_num_threads()
+    result = {"budget": budget, "device": args.device, "threads": threads, "timing_batch": args.time_batch,
+              "timing_repeats": args.repeats, "timing_threads": threads, "generator_seconds": timing, "runs": rows,
+              "table": []}
     with tempfile.TemporaryDirectory() as workdir:
         for seed in [] if args.timing_only else budget["seeds"]:
             for name in args.generators:
@@ -272,26 +319,36 @@ def main(argv=None) -> dict:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:  # a run stopped later keeps the DRAEM runs it finished
-                    args.json.write_text(json.dumps(result, indent=2))
+                    result["table"] = summarise(rows, args.generators)
+                    write_raw(args.json, "bench_anomalib", command, result)
     result["table"] = summarise(rows, args.generators)
-    return _write(result, args.device, args.json, args.markdown)
+    if args.json:
+        write_raw(args.json, "bench_anomalib", command, result)
+    return _write(result, args.markdown)
 
 
-def _write(result: dict, device: str, json_path, markdown_path) -> dict:
-    text = markdown(result["table"], result["generator_seconds"], result["budget"], device)
+def _write(result: dict, markdown_path) -> dict:
+    text = markdown(result)
     print(text)
-    if json_path:
-        json_path.write_text(json.dumps(result, indent=2))
     if markdown_path:
         markdown_path.write_text(text + "\n")
     return result
 
 
-def merge(paths, json_path, markdown_path) -> dict:
-    """One result from the runs of several result files (e.g. seeds or generators run as separate processes)."""
+def _results(loaded: dict) -> dict:
+    """A result file's results: a raw results file's, or an older plain file (the results at the top)."""
+    return loaded["results"] if "results" in loaded and "benchmark" in loaded else loaded
+
+
+def merge(paths, json_path, markdown_path, command: str) -> dict:
+    """One result from the runs of several result files (e.g. seeds or generators run as separate processes).
+
+    Its raw file names the merged runs' commands (or files) in ``merged_from`` and takes the date, versions and
+    machine of the runs: the latest date, the first file's versions and machine."""
     loaded = [json.loads(Path(p).read_text()) for p in paths]
+    parts = [_results(part) for part in loaded]
     rows, seen = [], set()
-    for part in loaded:
+    for part in parts:
         for row in part["runs"]:
             key = (row["generator"], row["seed"])
             if key not in seen:  # a run present in two files counts once
@@ -299,11 +356,26 @@ def merge(paths, json_path, markdown_path) -> dict:
                 rows.append(row)
     names = [name for name in defectgen_ops(TEXTURES) if any(r["generator"] == name for r in rows)]
     rows.sort(key=lambda r: (r["seed"], names.index(r["generator"])))
-    timing = next((p["generator_seconds"] for p in reversed(loaded) if p.get("generator_seconds")), {})
-    budget = {**loaded[0]["budget"], "seeds": sorted({r["seed"] for r in rows})}
-    result = {**loaded[0], "budget": budget, "generator_seconds": timing, "runs": rows,
-              "table": summarise(rows, names), "merged_from": [str(p) for p in paths]}
-    return _write(result, result.get("device", "cpu"), json_path, markdown_path)
+    timed = next((part for part in reversed(parts) if part.get("generator_seconds")), {})
+    budget = {**parts[0]["budget"], "seeds": sorted({r["seed"] for r in rows})}
+    result = {key: parts[0][key] for key in ("budget", "device", "threads") if key in parts[0]}
+    result.update(budget=budget, generator_seconds=timed.get("generator_seconds", {}), runs=rows,
+                  table=summarise(rows, names))
+    if timed:
+        for key in ("timing_batch", "timing_repeats", "timing_threads"):
+            if key in timed:
+                result[key] = timed[key]
+    if json_path:
+        merged_from = []
+        for path, part in zip(paths, loaded):
+            raw = "results" in part and "benchmark" in part
+            merged_from += (part.get("merged_from") or [part["command"]]) if raw else [str(path)]
+        raws = [part for part in loaded if "results" in part and "benchmark" in part]
+        write_raw(json_path, "bench_anomalib", command, result, merged_from=list(dict.fromkeys(merged_from)),
+                  date=max(part["date"] for part in raws) if raws else None,
+                  versions=raws[0]["versions"] if raws else None,
+                  machine_info=raws[0]["machine"] if raws else None)
+    return _write(result, markdown_path)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/bench_cutpaste.py                       # CPU budget (about 30 min on 2 cores), bottle
     python benchmarks/bench_cutpaste.py --budget paper --device cuda
     python benchmarks/bench_cutpaste.py --pretexts 3way untrained --seeds 0 1 --steps 50 --json out.json
+    python benchmarks/bench_cutpaste.py --json docs/results/cutpaste_bottle_cpu.json   # the raw results file
 
 Rows: the paper's pretexts ``cutpaste``, ``scar`` and ``3way``, and two controls: ``cutout`` (a defect that is
 not cut-and-paste, as pretext) and ``untrained`` (the same network with random weights, only the Gaussian
@@ -16,11 +17,13 @@ Budgets (every value can be overridden by its flag):
 - ``paper``: as we read Li et al. (2021) and its appendix: 256 px, batch of 32 normal images per class
   (96 images per 3-way step), SGD lr 0.03, momentum 0.9, weight decay 3e-5, cosine decay, 256 epochs of the
   training set (``ceil(256 * N / 32)`` steps; 1672 for bottle's 209 images), seeds 0-4.
+
+``--json PATH`` writes the raw results file (``benchmarks/raw_results.py``: every run, per defect type, with the
+command, versions and machine); ``render_tables(raw)`` renders the table the script prints.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
@@ -31,8 +34,10 @@ from typing import Dict, List, Optional
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
 from defectgen._checks import resolve_device  # noqa: E402
 from defectgen.io import read_mvtec  # noqa: E402
 from detectors.cutpaste import CutPasteDetector  # noqa: E402
@@ -66,7 +71,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="patch level: stride of the dense patch grid at evaluation (default: the model's, 4)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     parser.add_argument("--no-pixel", action="store_true", help="image metrics only (no anomaly maps)")
-    parser.add_argument("--json", type=Path, help="write every run and the summary here")
+    parser.add_argument("--json", type=Path,
+                        help="write the raw results file here: every run and the summary (the published CPU budget: "
+                             "docs/results/cutpaste_bottle_cpu.json)")
     return parser.parse_args(argv)
 
 
@@ -115,14 +122,25 @@ def summarise(runs: List[Dict], pretexts: List[str]) -> List[Dict]:
     return rows
 
 
-def table(rows: List[Dict]) -> str:
-    lines = ["| pretext | image AUROC | pixel AUROC | AUPRO@0.3 | pretext acc. | train s/run |",
-             "|---|---|---|---|---|---|"]
+CONTROLS = ("cutout", "untrained")
+
+
+def table(rows: List[Dict], head_layers: Optional[List[int]] = None) -> str:
+    """The README's layout: mean ± std per metric, the pretext accuracy and the training time per run."""
+    first = "pretext" + (f", head ({', '.join(map(str, head_layers))})" if head_layers else "")
+    body = []
     for row in rows:
         cells = [f"{100 * row[k][0]:.1f} ± {100 * row[k][1]:.1f}" if k in row else "-" for k in METRICS]
         acc = "-" if row["final_accuracy"] is None else f"{100 * row['final_accuracy']:.0f} %"
-        lines.append(f"| {row['pretext']} | " + " | ".join(cells) + f" | {acc} | {row['train_s']:.0f} |")
-    return "\n".join(lines)
+        name = f"control: {row['pretext']}" if row["pretext"] in CONTROLS else row["pretext"]
+        body.append([name, *cells, acc, f"{row['train_s']:.0f}"])
+    return markdown_table([first, "image AUROC", "pixel AUROC", "AUPRO@0.3", "pretext acc.", "train s/run"], body)
+
+
+def render_tables(raw: Dict) -> Dict[str, str]:
+    """``pretexts``: the table of a raw results file, as the script prints it."""
+    results = raw["results"]
+    return {"pretexts": table(results["rows"], results.get("head_layers"))}
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict]:
@@ -144,13 +162,15 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
             print(f"  seed {seed} {pretext:>10}: {metrics}  (train {run['train_s']:.0f} s, "
                   f"eval {run['eval_s']:.0f} s)", flush=True)
     rows = summarise(runs, args.pretexts)
+    results = {"header": header, "budget": budget, "level": args.level, "lr": args.lr,
+               "head_layers": args.head_layers, "patch_stride": args.patch_stride, "data": str(args.data),
+               "total_s": round(time.perf_counter() - start, 1), "runs": runs, "rows": rows}
     print()
-    print(table(rows))
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; mean ± std over {len(budget['seeds'])} seeds, "
+    print(render_tables({"results": results})["pretexts"])
+    print(f"\ntotal {results['total_s']:.0f} s; mean ± std over {len(budget['seeds'])} seeds, "
           "each model evaluated once at the end of its budget")
     if args.json:
-        args.json.write_text(json.dumps({"header": header, "budget": budget, "runs": runs, "rows": rows},
-                                        indent=2) + "\n")
+        write_raw(args.json, "bench_cutpaste", command_line(__file__, argv), results)
     return rows
 
 

@@ -1,13 +1,16 @@
 """Data set generation throughput against writing the same OK images with cv2.imwrite alone.
 
     python benchmarks/bench_generate.py [--count 512] [--size 256] [--op cutpaste] [--format yolo ...]
+    python benchmarks/bench_generate.py --json docs/results/bench_generate.json    # the raw results file
 
 Both are timed in the same run on the same machine: the baseline writes each output's OK image (already
 decoded and resized, in memory) with ``cv2.imwrite``, which is the least any tool that writes a data set of
 PNGs pays. ``defectgen generate`` additionally reads and resizes the source, synthesises the defect, writes
 the image, its mask and the labels, and keeps the resume records. The ratio is generation time / baseline
 time; below 2 means synthesis and labels cost less than the image encoding. The best of ``--repeats`` runs
-of each is taken, alternating, so a noisy neighbour hurts both alike.
+of each is taken, alternating, so a noisy neighbour hurts both alike. ``--json PATH`` writes the raw results
+file (``benchmarks/raw_results.py``: every repeat's time, the command, versions and machine);
+``render_tables(raw)`` renders the table the script prints.
 """
 from __future__ import annotations
 
@@ -22,10 +25,12 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defectgen import generate  # noqa: E402
 from defectgen.io import default_images  # noqa: E402
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
 
 
 def write_ok_folder(folder: Path, files: int, size: int) -> None:
@@ -62,6 +67,18 @@ def file_costs(folder: Path, image, n: int = 200):
     return create, encode
 
 
+def render_tables(raw) -> dict:
+    """``generate``: the best time of each side, its rate and their ratio, with where both wrote."""
+    r = raw["results"]
+    b, g = r["best_imwrite_s"], r["best_generate_s"]
+    row = [" + ".join(r["formats"]), r["written_to"], f"{b:.2f} s ({r['count'] / b:.1f} img/s)",
+           f"{g:.2f} s ({r['count'] / g:.1f} img/s)", f"{g / b:.2f}x", f"{r['create_file_ms']:.2f} ms",
+           f"{r['png_encode_ms']:.2f} ms"]
+    header = ["formats", "written to", "cv2.imwrite alone", "defectgen generate", "generate / imwrite",
+              "creating a small file", "one PNG encode"]
+    return {"generate": markdown_table(header, [row])}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=512)
@@ -79,6 +96,8 @@ def main(argv=None) -> int:
                         help="where both write (default: the system temp folder); file creation costs differ a "
                              "lot between file systems, e.g. a disk and /dev/shm")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the raw results file here (e.g. docs/results/bench_generate.json)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,8 +128,18 @@ def main(argv=None) -> int:
         print(f"defectgen generate: {g:7.2f} s  {args.count / g:7.1f} img/s")
         print(f"ratio generate / imwrite: {g / b:.2f}  (target < 2)")
         print(f"for scale, here: creating a small file {create_ms:.2f} ms, one PNG encode {encode_ms:.2f} ms")
+        results = {"count": args.count, "files": args.files, "size": args.size, "ops": ops, "formats": formats,
+                   "batch_size": args.batch_size, "workers": args.workers, "device": args.device,
+                   "write_threads": args.write_threads, "repeats": args.repeats,
+                   "written_to": str(args.dir) if args.dir else f"system temp folder ({tempfile.gettempdir()})",
+                   "imwrite_s": baseline, "generate_s": ours, "best_imwrite_s": b, "best_generate_s": g,
+                   "ratio": g / b, "create_file_ms": create_ms, "png_encode_ms": encode_ms}
+        print(render_tables({"results": results})["generate"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        write_raw(args.json, "bench_generate", command_line(__file__, argv), results)
+        print(f"wrote {args.json}")
     return 0
 
 

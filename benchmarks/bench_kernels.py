@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_kernels.py                      # 64x3x256x256, CPU, reused buffers
     python benchmarks/bench_kernels.py --device cuda --cpu-memory default
+    python benchmarks/bench_kernels.py --json docs/results/bench_kernels_cpu.json     # the raw results file
 
 ``bench_ops.py`` says how fast each operator is; this script says why, and backs the design notes in the
 code with numbers a reader can reproduce:
@@ -18,6 +19,8 @@ code with numbers a reader can reproduce:
 
 Times are medians over ``--repeats``, interleaved with ``images.clone()`` of the same batch (timed the same way,
 with the same ``--cpu-memory`` regime as ``bench_ops.py``); ``x clone`` divides by the clone's median.
+``--json PATH`` writes the raw results file (``benchmarks/raw_results.py``); ``render_tables(raw)`` renders
+the table the script prints.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import torchvision.transforms.v2.functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ops import cpu_memory_mode, make_timer  # noqa: E402  (the sibling script's timing set-up)
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
 
 from defectgen import CutPaste  # noqa: E402
 from defectgen.io import default_images  # noqa: E402
@@ -48,6 +52,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cpu-memory", choices=("warm", "cold", "default"), default="warm")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the raw results file here (e.g. docs/results/bench_kernels_cpu.json)")
     return parser.parse_args(argv)
 
 
@@ -115,6 +121,14 @@ def hue_agreement(device: torch.device) -> List[float]:
     return cosines
 
 
+def render_tables(raw: Dict) -> Dict[str, str]:
+    """``kernels``: each kernel's median ms and its ratio to the clone of the same batch."""
+    medians = raw["results"]["medians_ms"]
+    clone = medians["clone"]
+    rows = [[name, f"{value:.3f}", f"{value / clone:.2f}x"] for name, value in medians.items() if name != "clone"]
+    return {"kernels": markdown_table(["kernel", "median ms", "x clone"], [["clone", f"{clone:.3f}", "1.00x"]] + rows)}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -131,13 +145,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     print(f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, batch "
           f"{args.batch}x3x{args.size}x{args.size} float32, repeats {args.repeats}, memory: {mode}")
     print(f"clone: median {clone:.3f} ms")
-    print(f"{'kernel':52s} {'median ms':>9s} {'x clone':>8s}")
-    for name, value in medians.items():
-        if name != "clone":
-            print(f"{name:52s} {value:9.3f} {value / clone:7.2f}x")
     cosines = hue_agreement(device)
+    results = {"batch": args.batch, "size": args.size, "device": str(device), "repeats": args.repeats,
+               "memory": mode, "medians_ms": medians, "times_ms": times,
+               "hue_cosine_min": min(cosines), "hue_cosine_max": max(cosines)}
+    print(render_tables({"results": results})["kernels"])
     print(f"hue rotation vs torchvision adjust_hue, cosine of the colour changes over hues {HUES} on the two "
           f"colour default tiles and uniform noise: min {min(cosines):.2f}, max {max(cosines):.2f}")
+    if args.json:
+        write_raw(args.json, "bench_kernels", command_line(__file__, argv), results)
+        print(f"wrote {args.json}")
     return {**medians, "hue_cosine_min": min(cosines), "hue_cosine_max": max(cosines)}
 
 

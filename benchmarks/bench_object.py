@@ -25,6 +25,11 @@ Synthetic images get ``--defects-per-image`` defects (real ones hold 2-13) and t
     python benchmarks/bench_object.py                       # CPU budget, both detectors, every run
     python benchmarks/bench_object.py --budget gpu --device cuda
     python benchmarks/bench_object.py --detectors fasterrcnn --runs real synth_pcb --json out.json
+    python benchmarks/bench_object.py --json docs/results/object_deeppcb_cpu.json   # the raw results file
+
+``--json PATH`` writes the raw results file (``benchmarks/raw_results.py``), rewritten after every run; an
+existing file's finished runs are kept and not run again, and a file continued by another command names every
+command in ``merged_from``. ``render_tables(raw)`` renders the table the script prints.
 """
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "deeppcb_400"
 RUNS = ("real", "synth_pcb", "synth_cutpaste", "synth_transplant", "real20", "synth_pcb+real20")
 DETECTORS = ("fasterrcnn", "yolo")
@@ -75,7 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--real-repeat", type=int, default=1,
                    help="synth_pcb+real20: each real image R times per epoch (default 1: 20 of 320 images)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--json", type=Path, help="every run's report; an existing file's finished runs are kept")
+    p.add_argument("--json", type=Path, help="the raw results file: every run's report; an existing file's finished "
+                                             "runs are kept (published: docs/results/object_deeppcb_cpu.json)")
     return p.parse_args(argv)
 
 
@@ -158,15 +167,31 @@ def run_label(run: str, real_repeat: int) -> str:
 
 def table(rows: List[Dict[str, Any]], types: List[str]) -> str:
     head = ["detector", "training data", "real labels", "mAP@50", "mAP@50:95", *types, "train s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for row in rows:
         overall = row["report"]["overall"]
         per = row["report"].get("per_true_class", {})
         real = "300" if row["run"] == "real" else "20" if "real20" in row["run"] else "0"
-        cells = [row["detector"], row["run"], real, _pct(overall.get("map_50")), _pct(overall.get("map_50_95")),
-                 *(_pct(per.get(t, {}).get("ap_50")) for t in types), f"{row['train_seconds']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append([row["detector"], row["run"], real, _pct(overall.get("map_50")), _pct(overall.get("map_50_95")),
+                     *(_pct(per.get(t, {}).get("ap_50")) for t in types), f"{row['train_seconds']:.0f}"])
+    return markdown_table(head, body)
+
+
+def render_tables(raw: Dict[str, Any]) -> Dict[str, str]:
+    """``deeppcb``: one row per (detector, run, seed), the README's layout."""
+    from defectgen.io import DEEPPCB_TYPES
+
+    return {"deeppcb": table(raw["results"]["rows"], list(DEEPPCB_TYPES))}
+
+
+def previous_runs(path) -> Dict[str, Any]:
+    """An existing ``--json`` file's rows, and the commands that made them (a raw file or the older plain one)."""
+    if path is None or not path.is_file():
+        return {"rows": [], "commands": []}
+    saved = json.loads(path.read_text())
+    if "results" in saved and "benchmark" in saved:  # a raw results file
+        return {"rows": saved["results"]["rows"], "commands": saved.get("merged_from") or [saved["command"]]}
+    return {"rows": saved["rows"], "commands": [f"earlier runs in {path.name} (command not recorded)"]}
 
 
 def targets(rows: List[Dict[str, Any]]) -> List[str]:
@@ -209,9 +234,13 @@ def main(argv=None) -> List[Dict[str, Any]]:
     print(f"budget {args.budget}: {bench.size} px, images seen per run {args.images_seen or budget['images_seen']}, "
           f"seeds {seeds}, {args.defects_per_image} synthetic defects per image, box margin {bench.margin:.1f} px; "
           f"train {len(bench.train_ids)} / test {len(bench.test_ids)} pairs (every 4th id)", flush=True)
-    rows: List[Dict[str, Any]] = []
-    if args.json is not None and args.json.is_file():
-        rows = json.loads(args.json.read_text())["rows"]
+    previous = previous_runs(args.json)
+    rows: List[Dict[str, Any]] = previous["rows"]
+    command = command_line(__file__, argv)
+    # a file continued by another command holds the runs of several: say so (a resumed run of the same command is
+    # still that command's)
+    commands = list(dict.fromkeys(previous["commands"] + [command])) if rows else [command]
+    merged_from = commands if len(commands) > 1 else None
     done = {(r["detector"], r["run"], r["seed"]) for r in rows}
     if args.real_repeat < 1:
         raise SystemExit("--real-repeat must be >= 1")
@@ -227,8 +256,9 @@ def main(argv=None) -> List[Dict[str, Any]]:
                       f"{row['epochs']} epochs of {row['images_per_epoch']} in {row['train_seconds']:.0f} s",
                       flush=True)
                 if args.json is not None:
-                    args.json.write_text(json.dumps({"budget": args.budget, "size": bench.size, "rows": rows},
-                                                    indent=1, default=str))
+                    results = json.loads(json.dumps({"budget": args.budget, "size": bench.size, "rows": rows},
+                                                    default=str))
+                    write_raw(args.json, "bench_object", command, results, merged_from=merged_from)
     from defectgen.io import DEEPPCB_TYPES
 
     print()

@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_ops.py                       # 64x3x256x256 float32, cpu (+ cuda if available)
     python benchmarks/bench_ops.py --device cuda --dtype uint8 --ops cutout scar --json out.json
+    python benchmarks/bench_ops.py --cpu-memory warm default --json docs/results/bench_ops_cpu.json   # the published
 
 The baseline is ``images.clone()``: every operator returns a fresh copy of the batch, so a copy is the
 floor an operator cannot beat, and the ratio ``op / clone`` is what the spec's targets are written in.
@@ -24,7 +25,12 @@ baseline, and every ratio, would change with the set of ``--ops``. ``warm`` (def
 keep freed memory (``mallopt``: no mmap, no trimming), as PyTorch's CUDA caching allocator does, so
 buffers are reused and the ratios measure the operators' work; ``cold`` releases free memory
 (``malloc_trim``) before every timed call, so every call pays its page faults; ``default`` leaves the
-allocator alone. The mode is printed in the header; compare only runs with the same mode.
+allocator alone. The mode is printed in the header; compare only runs with the same mode. Several modes
+(``--cpu-memory warm default``) run one after the other in the same process, one column each in the table.
+
+``--json PATH`` writes the raw results file (``benchmarks/raw_results.py``: the command, versions, machine and
+every timing); ``render_tables(raw)`` renders its Markdown tables, the ones the script prints and the ones
+``docs/render_tables.py`` publishes from ``docs/results/``. Nothing is written without ``--json``.
 
 It is a benchmark, not a test: the exit status is always 0; missed targets are listed in the last line.
 """
@@ -34,7 +40,6 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
-import json
 import os
 import platform
 import statistics
@@ -42,10 +47,16 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from pathlib import Path
+
 import torch
 
-import defectgen
-from defectgen import create_op, list_ops
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import defectgen  # noqa: E402
+from defectgen import create_op, list_ops  # noqa: E402
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
 
 # Spec targets, as a multiple of the clone's median time. None: no target (printed "-").
 TARGETS: Dict[str, Optional[float]] = {
@@ -116,9 +127,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ops", nargs="+", metavar="NAME", default=None,
                         help="operator names from defectgen.list_ops() (default: all; those that need "
                              f"arguments ({', '.join(BENCH_ARGUMENTS)}) get the ones in BENCH_ARGUMENTS)")
-    parser.add_argument("--cpu-memory", choices=("warm", "cold", "default"), default="warm",
-                        help="glibc allocator regime for CPU runs (default: warm; see the module docstring)")
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--cpu-memory", choices=("warm", "cold", "default"), nargs="+", default=["warm"],
+                        help="glibc allocator regime(s) for CPU runs, each a column (default: warm; see the module "
+                             "docstring)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the raw results file here (the published one: docs/results/"
+                             "bench_ops_cpu.json)")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--batch, --size and --repeats must be >= 1 and --warmup >= 0")
@@ -321,8 +335,61 @@ def print_report(result: Dict[str, object], file=None) -> None:
           f"{row['status']}")
 
 
+MEMORY_LABELS = {"warm": "warm", "cold": "cold", "default": "default allocator"}
+
+
+def _column(result: Dict[str, object]) -> str:
+    """A run's column label: its allocator regime on the CPU (one run per ``--cpu-memory`` mode)."""
+    if result["device"] != "cpu":
+        return str(result["device"])
+    mode = str(result["cpu_memory"])
+    return MEMORY_LABELS.get(mode, mode)
+
+
+def render_tables(raw: Dict[str, object]) -> Dict[str, str]:
+    """The Markdown tables of a raw results file, per device: ``DEVICE`` holds the operators with a target (and the
+    pipelines), ratio to the clone per allocator regime, a missed target in bold; ``DEVICE_others`` the rest, in ms
+    per batch and ratio."""
+    results = raw["results"]
+    tables: Dict[str, str] = {}
+    for device in dict.fromkeys(r["device"] for r in results):
+        runs = [r for r in results if r["device"] == device]
+        rows = [{row["op"]: row for row in r["rows"]} for r in runs]
+        names = list(dict.fromkeys(row["op"] for r in runs for row in r["rows"]))
+
+        def ratio(row, digits=2):
+            if row is None or row["status"] == "error":
+                return "error" if row is not None else "-"
+            text = f"{row['ratio']:.{digits}f}x"
+            return f"**{text}**" if row["status"] == "FAIL" else text
+
+        targeted = [n for n in names if n in TARGETS]
+        if targeted:
+            header = ["operator", "target"] + [f"{_column(r)}: x clone" for r in runs]
+            body = [[n, "–" if TARGETS[n] is None else f"<= {TARGETS[n]:g}x"] + [ratio(by.get(n)) for by in rows]
+                    for n in targeted]
+            tables[str(device)] = markdown_table(header, body)
+        others = [n for n in names if n not in TARGETS]
+        if others:
+            batch = runs[0]["shape"][0]
+            header = ["operator"]
+            for r in runs:
+                header += [f"{_column(r)}: ms per batch of {batch}", f"{_column(r)}: x clone"]
+            body = []
+            for n in others:
+                cells = [n]
+                for by in rows:
+                    row = by.get(n)
+                    ok = row is not None and row["status"] != "error"
+                    cells += [f"{row['median_ms']:.1f}" if ok else "error", ratio(row, 1)]
+                body.append(cells)
+            tables[f"{device}_others"] = markdown_table(header, body)
+    return tables
+
+
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
-    """Run the benchmark; print one table per device and return the per-device results."""
+    """Run the benchmark; print one report per device and allocator regime, the Markdown tables, and return the
+    per-run results."""
     args = parse_args(argv)
     names = list(args.ops) if args.ops else default_ops()
     devices = []
@@ -336,11 +403,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
 
     results = []
     for device in devices:
-        with cpu_memory_mode(args.cpu_memory if device.type == "cpu" else "default") as memory_mode:
-            result = bench_device(device, names, args, memory_mode)
-        print_report(result)
-        print()
-        results.append(result)
+        for mode in args.cpu_memory if device.type == "cpu" else ["default"]:
+            with cpu_memory_mode(mode) as memory_mode:
+                result = bench_device(device, names, args, memory_mode)
+            print_report(result)
+            print()
+            results.append(result)
+    for name, text in render_tables({"results": results}).items():
+        print(f"{name}:\n{text}\n")
 
     missed, errors = [], []
     for res in results:
@@ -357,8 +427,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     print(line)
 
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"argv": list(argv) if argv is not None else sys.argv[1:], "results": results}, f, indent=2)
+        write_raw(Path(args.json), "bench_ops", command_line(__file__, argv), results)
         print(f"wrote {args.json}")
     return results
 

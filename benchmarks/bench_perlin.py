@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_perlin.py                          # 64x3x256x256 float32 on CPU, 10 repeats
     python benchmarks/bench_perlin.py --batch 64 --size 256 --repeats 5 --device cpu
+    python benchmarks/bench_perlin.py --json docs/results/bench_perlin_cpu.json   # the raw results file
 
 The reference is written here the way DRAEM's data loader does it, one image at a time: Perlin noise with
 ``2^U{0..5}`` cells per axis evaluated on the full pixel grid with NumPy in float64, in the style of DRAEM's
@@ -21,7 +22,8 @@ the default operator (self-shuffle fill, with augmentation) is timed too, for in
 Timing: for each repeat, the batch clone, the reference and the operators are timed in turn (medians
 reported); CPU runs use ``bench_ops.py``'s ``warm`` allocator mode. The speed-up is reference time /
 operator time for the same batch; the acceptance target is >= 5x on CPU at batch 64, 256 x 256.
-It is a benchmark, not a test: the exit status is always 0.
+It is a benchmark, not a test: the exit status is always 0. ``--json PATH`` writes the raw results file
+(``benchmarks/raw_results.py``); ``render_tables(raw)`` renders the table the script prints.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_ops import cpu_memory_mode, device_name, make_timer  # noqa: E402
+from raw_results import command_line, markdown_table, write_raw  # noqa: E402
 
 from defectgen import PerlinDefect  # noqa: E402
 
@@ -58,6 +61,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and OpenCV (default: their own defaults); 1 is steadier on a "
                              "busy machine, where a parallel kernel waits for its slowest thread")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write the raw results file here (e.g. docs/results/bench_perlin_cpu.json)")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--batch, --size and --repeats must be >= 1 and --warmup >= 0")
@@ -155,6 +160,24 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
             "median": {key: statistics.median(values) for key, values in times.items()}}
 
 
+def render_tables(raw: Dict[str, object]) -> Dict[str, str]:
+    """``perlin``: ms per batch and per image, ratio to the clone and speed-up over the reference, per timed call."""
+    results = raw["results"]
+    median, b = results["median_ms"], results["batch"]
+    ref = median["reference"]
+    rows = [[key, f"{value:.2f}", f"{value / b:.3f}", f"{value / median['clone']:.2f}x",
+             "-" if key in ("clone", "reference") else f"{ref / value:.2f}x"] for key, value in median.items()]
+    return {"perlin": markdown_table(["timed", "ms/batch", "ms/image", "x clone", "speed-up"], rows)}
+
+
+def raw_results(args: argparse.Namespace, result: Dict[str, object]) -> Dict[str, object]:
+    """What ``--json`` keeps of a run: the settings, every timing and the medians."""
+    return {"batch": args.batch, "size": args.size, "repeats": args.repeats, "warmup": args.warmup,
+            "device": str(result["device"]), "threads": torch.get_num_threads(), "opencv_threads": cv2.getNumThreads(),
+            "memory": result["memory"], "target_speedup": TARGET_SPEEDUP, "times_ms": result["times"],
+            "median_ms": result["median"]}
+
+
 def print_report(args: argparse.Namespace, result: Dict[str, object]) -> None:
     median = result["median"]
     b = args.batch
@@ -164,14 +187,8 @@ def print_report(args: argparse.Namespace, result: Dict[str, object]) -> None:
           f"(threads {cv2.getNumThreads()}), batch {b}x3x{args.size}x{args.size} float32, repeats {args.repeats} "
           f"(+{args.warmup} warmup), memory: {result['memory']}, load avg {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")
-    header = f"{'':<20} {'ms/batch':>10} {'ms/image':>10} {'x clone':>8} {'speed-up':>9}"
-    print(header)
-    print("-" * len(header))
-    ref = median["reference"]
-    for key, value in median.items():
-        speedup = "-" if key in ("clone", "reference") else f"{ref / value:.2f}x"
-        print(f"{key:<20} {value:>10.2f} {value / b:>10.3f} {value / median['clone']:>7.2f}x {speedup:>9}")
-    ratio = ref / median["perlin (textures)"]
+    print(render_tables({"results": raw_results(args, result)})["perlin"])
+    ratio = median["reference"] / median["perlin (textures)"]
     verdict = "met" if ratio >= TARGET_SPEEDUP else "MISSED"
     print(f"SUMMARY: PerlinDefect is {ratio:.2f}x faster per image than the per-image reference "
           f"(target >= {TARGET_SPEEDUP:g}x: {verdict})")
@@ -189,6 +206,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     try:
         result = run(args)
         print_report(args, result)
+        if args.json:
+            write_raw(args.json, "bench_perlin", command_line(__file__, argv), raw_results(args, result))
     finally:
         torch.set_num_threads(threads[0])
         cv2.setNumThreads(threads[1])

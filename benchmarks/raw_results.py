@@ -56,17 +56,21 @@ def command_line(script: str, argv: Optional[Sequence[str]]) -> str:
 
 
 def write_raw(path: Path, benchmark: str, command: str, results: Any, *, merged_from: Optional[List[str]] = None,
-              note: Optional[str] = None, date: Optional[str] = None) -> Dict[str, Any]:
-    """Write (atomically) and return the raw results file at ``path``."""
-    from defectgen.environment import versions
+              note: Optional[str] = None, date: Optional[str] = None, versions: Optional[Dict[str, Any]] = None,
+              machine_info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Write (atomically) and return the raw results file at ``path``.
 
-    import torch
+    ``versions`` and ``machine_info`` default to this process's; a merge of runs made elsewhere passes theirs."""
+    if versions is None:
+        from defectgen.environment import versions as installed
 
-    found = versions()
-    found["torch"] = torch.__version__
+        import torch
+
+        versions = installed()
+        versions["torch"] = torch.__version__
     raw: Dict[str, Any] = {"benchmark": benchmark, "command": command,
-                           "date": date or datetime.date.today().isoformat(), "versions": found,
-                           "machine": machine()}
+                           "date": date or datetime.date.today().isoformat(), "versions": versions,
+                           "machine": machine() if machine_info is None else machine_info}
     if merged_from:
         raw["merged_from"] = list(merged_from)
     if note:
@@ -95,13 +99,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _count(n: Optional[int], what: str) -> Optional[str]:
+    return None if n is None else f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def provenance(raw: Dict[str, Any]) -> str:
     """One italic line under a published table: the command, date, machine and torch release of its raw file."""
-    m = raw["machine"]
-    where = f"{m.get('cpu_count')} CPU cores" + (f", {m['gpu']}" if m.get("gpu") else "")
-    merged = f", merged from {len(raw['merged_from'])} runs" if raw.get("merged_from") else ""
-    return (f"*`{raw['command']}` on {raw['date']} ({where}, {m.get('torch_threads')} torch threads, torch "
-            f"{raw['versions'].get('torch')}{merged}).*")
+    m = raw.get("machine") or {}  # transcribed old numbers may know only part of it (null: unknown)
+    parts = [_count(m.get("cpu_count"), "CPU core"), m.get("gpu"), _count(m.get("torch_threads"), "torch thread"),
+             f"torch {(raw.get('versions') or {}).get('torch')}" if (raw.get("versions") or {}).get("torch") else None,
+             f"merged from {len(raw['merged_from'])} runs" if raw.get("merged_from") else None]
+    where = ", ".join(part for part in parts if part)
+    return f"*`{raw['command']}` on {raw['date']}" + (f" ({where})" if where else "") + ".*"
 
 
 __all__ = ["RESULTS", "machine", "command_line", "write_raw", "read_raw", "markdown_table", "provenance"]

@@ -37,16 +37,42 @@ def test_tiny_run_returns_and_prints_rows(bench, capsys, tmp_path):
     assert "clone: median" in printed and "threads" in printed and "2x3x64x64" in printed
     assert results[0]["cpu_memory"] in ("warm", "default (warm needs glibc)")
     assert printed.strip().splitlines()[-2].startswith("SUMMARY:")
-    assert json.loads(out.read_text())["results"][0]["rows"][0]["op"] == "cutout"
+    raw = json.loads(out.read_text())
+    assert raw["benchmark"] == "bench_ops" and raw["command"].startswith("python benchmarks/bench_ops.py --batch 2")
+    assert {"versions", "machine", "date"} <= set(raw)
+    assert raw["results"][0]["rows"][0]["op"] == "cutout"
+    tables = bench.render_tables(raw)
+    assert set(tables) == {"cpu"} and tables["cpu"] in printed  # the script prints the rendered table
+    assert tables["cpu"].splitlines()[0] == "| operator | target | warm: x clone |"
+    assert tables["cpu"].splitlines()[2].startswith("| cutout | <= 2x | ")
+
+
+def test_memory_regimes_are_columns_of_one_table(bench, capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    results = bench.main(TINY + ["--ops", "cutout", "shape", "--cpu-memory", "warm", "default", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert [r["cpu_memory"] for r in results] in (["warm", "default"], ["default (warm needs glibc)", "default"])
+    tables = bench.render_tables(json.loads(out.read_text()))
+    assert set(tables) == {"cpu", "cpu_others"} and all(table in printed for table in tables.values())
+    assert tables["cpu"].splitlines()[0].endswith("| default allocator: x clone |")
+    assert tables["cpu_others"].splitlines()[2].startswith("| shape | ")
+
+
+def _published_files():
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    return {p.name: p.stat().st_mtime_ns for p in results.glob("*")} if results.is_dir() else {}
 
 
 def test_pipeline_has_no_target_and_bad_op_is_reported_not_raised(bench, capsys):
+    published = _published_files()
     results = bench.main(TINY + ["--ops", "cutpaste_union", "no_such_op", "--cpu-memory", "default"])
     printed = capsys.readouterr().out
     rows = {row["op"]: row for row in results[0]["rows"]}
     assert rows["cutpaste_union"]["status"] == "-" and rows["cutpaste_union"]["target"] is None
     assert rows["no_such_op"]["status"] == "error"
     assert "errors: no_such_op@cpu" in printed
+    assert "| cutpaste_union | – | " in printed and "| no_such_op | error | error |" in printed
+    assert _published_files() == published  # without --json nothing is written, docs/results/ least of all
 
 
 def test_every_operator_is_benchmarked_with_arguments_where_it_needs_them(bench):
@@ -59,25 +85,49 @@ def test_every_operator_is_benchmarked_with_arguments_where_it_needs_them(bench)
         assert bench.build_op(name).to_config()["op"] == name
 
 
-def test_kernel_benchmark_tiny_run(capsys):
+def test_kernel_benchmark_tiny_run(capsys, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_kernels", BENCH.with_name("bench_kernels.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.main(["--batch", "2", "--size", "48", "--repeats", "1"])
+    result = module.main(["--batch", "2", "--size", "48", "--repeats", "1", "--json", str(tmp_path / "k.json")])
     assert result["clone"] > 0 and result["cutpaste: take source pixels"] > 0
     assert 0.5 < result["hue_cosine_min"] <= result["hue_cosine_max"] <= 1.0
-    assert "kornia HSV hue" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "kornia HSV hue" in printed
+    raw = json.loads((tmp_path / "k.json").read_text())
+    assert raw["benchmark"] == "bench_kernels" and raw["results"]["medians_ms"]["clone"] == result["clone"]
+    table = module.render_tables(raw)["kernels"]
+    assert table in printed and "| cutpaste: take source pixels | " in table
+
+
+def test_perlin_benchmark_writes_raw_results_and_prints_their_table(capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_perlin", BENCH.with_name("bench_perlin.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--batch", "2", "--size", "64", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "p.json")])
+    printed = capsys.readouterr().out
+    raw = json.loads((tmp_path / "p.json").read_text())
+    assert raw["benchmark"] == "bench_perlin" and raw["results"]["batch"] == 2
+    table = module.render_tables(raw)["perlin"]
+    assert table in printed and "| perlin (textures) | " in table
+    assert printed.strip().splitlines()[-1].startswith("SUMMARY")
 
 
 def test_bench_generate_runs(capsys, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_generate", BENCH.with_name("bench_generate.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    work, raw_file = tmp_path / "work", tmp_path / "g.json"
+    work.mkdir()
     assert module.main(["--count", "8", "--files", "4", "--size", "32", "--repeats", "1", "--format", "coco",
-                        "--dir", str(tmp_path)]) == 0
+                        "--dir", str(work), "--json", str(raw_file)]) == 0
     out = capsys.readouterr().out
     assert "ratio generate / imwrite" in out and "img/s" in out
-    assert list(tmp_path.iterdir()) == []  # cleans up after itself
+    assert list(work.iterdir()) == []  # cleans up after itself
+    raw = json.loads(raw_file.read_text())
+    assert raw["benchmark"] == "bench_generate" and len(raw["results"]["generate_s"]) == 1
+    table = module.render_tables(raw)["generate"]
+    assert table in out and table.splitlines()[2].startswith(f"| coco | {work} | ")
 
 
 def test_bench_cutpaste_tiny_run(capsys, tmp_path):
@@ -96,9 +146,14 @@ def test_bench_cutpaste_tiny_run(capsys, tmp_path):
         assert all(0 <= row[key][0] <= 1 and row[key][1] >= 0 for key in module.METRICS)
     assert rows[1]["final_accuracy"] is None and rows[0]["final_accuracy"] is not None
     printed = capsys.readouterr().out
-    assert "| cutout |" in printed and "| untrained |" in printed and "mean ± std over 2 seeds" in printed
-    saved = json.loads((tmp_path / "b.json").read_text())
+    assert "| control: cutout |" in printed and "| control: untrained |" in printed
+    assert "mean ± std over 2 seeds" in printed
+    raw = json.loads((tmp_path / "b.json").read_text())
+    assert raw["benchmark"] == "bench_cutpaste" and raw["command"].startswith("python benchmarks/bench_cutpaste.py")
+    saved = raw["results"]
     assert len(saved["runs"]) == 4 and saved["budget"]["steps"] == 1 and "head [16]" in saved["header"]
+    table = module.render_tables(raw)["pretexts"]
+    assert table in printed and table.startswith("| pretext, head (16) | image AUROC |")
 
 
 def test_bench_cutpaste_paper_budget_is_256_epochs(tmp_path):
@@ -110,6 +165,72 @@ def test_bench_cutpaste_paper_budget_is_256_epochs(tmp_path):
     root = make_mvtec(tmp_path / "cat", train=40)
     budget = module.settings(module.parse_args(["--data", str(root), "--budget", "paper", "--device", "cpu"]))
     assert budget["steps"] == 320 and budget["image_size"] == 256 and budget["seeds"] == [0, 1, 2, 3, 4]
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_object_renders_its_raw_file_and_names_a_continuing_command(tmp_path):
+    """Training needs DeepPCB and an hour: the raw file's table and the resume bookkeeping are checked on a
+    made-up run report."""
+    module = _module("bench_object")
+    from raw_results import write_raw
+
+    report = {"overall": {"map_50": 0.5071, "map_50_95": 0.1824},
+              "per_true_class": {"open": {"ap_50": 0.15}, "pin_hole": {"ap_50": 0.647}}}
+    row = {"detector": "fasterrcnn", "run": "synth_pcb", "seed": 0, "epochs": 3, "images_per_epoch": 300,
+           "train_seconds": 499.2, "report": report}
+    path = tmp_path / "o.json"
+    raw = write_raw(path, "bench_object", "python benchmarks/bench_object.py --json o.json",
+                    {"budget": "cpu", "size": 320, "rows": [row]})
+    table = module.render_tables(raw)["deeppcb"].splitlines()
+    assert table[0].startswith("| detector | training data | real labels | mAP@50 | mAP@50:95 | open | short |")
+    assert table[2] == "| fasterrcnn | synth_pcb | 0 | 50.7 | 18.2 | 15.0 | - | - | - | - | 64.7 | 499 |"
+    previous = module.previous_runs(path)
+    assert previous["rows"] == [row] and previous["commands"] == ["python benchmarks/bench_object.py --json o.json"]
+    assert module.previous_runs(tmp_path / "none.json") == {"rows": [], "commands": []}
+
+
+def test_bench_anomalib_merge_writes_one_raw_file_and_its_readme_table(tmp_path, capsys):
+    """--merge without anomalib: two processes' raw files become one, naming both commands; the README's table
+    (ratio to anomalib's generator, the first one 'faster') comes from it."""
+    module = _module("bench_anomalib")
+    from raw_results import write_raw
+
+    def run(generator, seed, auroc):
+        return {"generator": generator, "seed": seed, "image_auroc": auroc, "pixel_auroc": 0.7, "aupro": 0.5,
+                "step_s": 6.6, "generator_s": 0.02, "steps": 200, "train_s": 1300.0}
+
+    parts = []
+    for seed, timing in ((0, {}), (1, {"anomalib": 0.3384, "draem": 0.2171, "cutpaste_3way": 0.02905})):
+        runs = [run("anomalib", seed, 0.88), run("draem", seed, 0.9 - seed / 10), run("cutpaste_3way", seed, 0.7)]
+        result = {"budget": {"size": 64, "steps": 200, "batch": 8, "seeds": [seed]}, "device": "cpu", "threads": 1,
+                  "timing_batch": 64, "timing_repeats": 20, "timing_threads": 1, "generator_seconds": timing,
+                  "runs": runs, "table": module.summarise(runs, ["anomalib", "draem", "cutpaste_3way"])}
+        parts.append(tmp_path / f"s{seed}.json")
+        write_raw(parts[-1], "bench_anomalib", f"python benchmarks/bench_anomalib.py --seeds {seed}", result,
+                  date=f"2026-11-2{seed}")
+    merged = tmp_path / "merged.json"
+    module.main(["--merge", *map(str, parts), "--json", str(merged)])
+    printed = capsys.readouterr().out
+    raw = json.loads(merged.read_text())
+    assert raw["merged_from"] == ["python benchmarks/bench_anomalib.py --seeds 0",
+                                  "python benchmarks/bench_anomalib.py --seeds 1"]
+    assert raw["date"] == "2026-11-21" and raw["command"].startswith("python benchmarks/bench_anomalib.py --merge")
+    assert raw["results"]["budget"]["seeds"] == [0, 1] and len(raw["results"]["runs"]) == 6
+    tables = module.render_tables(raw)
+    assert tables["draem"] in printed and tables["timing"] in printed
+    readme = tables["readme"].splitlines()
+    assert readme[0] == "| generator | image AUROC | pixel AUROC | AUPRO | generator ms per (64, 3, 256, 256) batch |"
+    assert readme[2] == "| anomalib's `PerlinAnomalyGenerator` | 88.0 ± 0.0 | 70.0 ± 0.0 | 50.0 ± 0.0 | 338 |"
+    assert readme[3].startswith("| `draem` (same textures) | 85.0 ± 7.1 |")
+    assert readme[3].endswith("| 217 (1.56x faster) |")
+    assert readme[4].endswith("| 29 (11.6x) |")
+    assert module.BUDGETS["cpu"]["seeds"] == [0, 1]  # the default command is the published one, both seeds
 
 
 def _learned_margins():

@@ -308,17 +308,24 @@ def test_benchmark_smoke_run(anomalib, tmp_path, no_network):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    result = bench.main(["--steps", "2", "--size", "32", "--generators", "anomalib", "draem", "--time-batch", "2",
-                         "--repeats", "1", "--json", str(out), "--markdown", str(tmp_path / "bench.md")])
+    result = bench.main(["--steps", "2", "--size", "32", "--seeds", "0", "--generators", "anomalib", "draem",
+                         "--time-batch", "2", "--repeats", "1", "--json", str(out),
+                         "--markdown", str(tmp_path / "bench.md")])
     assert [row["generator"] for row in result["runs"]] == ["anomalib", "draem"]
     for row in result["runs"]:
         assert row["steps"] == 2 and 0 <= row["image_auroc"] <= 1 and 0 <= row["aupro"] <= 1
         assert 0 < row["generator_s"] < row["step_s"]
     assert set(result["generator_seconds"]) == {"anomalib", "draem"}
-    assert json.loads(out.read_text())["table"][0]["generator"] == "anomalib"
-    assert "| draem |" in (tmp_path / "bench.md").read_text()
+    raw = json.loads(out.read_text())
+    assert raw["benchmark"] == "bench_anomalib" and raw["versions"]["anomalib"] and "merged_from" not in raw
+    assert raw["results"]["table"][0]["generator"] == "anomalib"
+    tables = bench.render_tables(raw)
+    assert "| draem |" in (tmp_path / "bench.md").read_text() and tables["draem"] in (tmp_path / "bench.md").read_text()
+    assert "| `draem` (same textures) |" in tables["readme"] and set(tables) == {"draem", "timing", "readme", "runs"}
     # runs split over processes merge into one table; a run in two files counts once
-    merged = bench.main(["--merge", str(out), str(out), "--markdown", str(tmp_path / "merged.md")])
+    merged = bench.main(["--merge", str(out), str(out), "--markdown", str(tmp_path / "merged.md"),
+                         "--json", str(tmp_path / "merged.json")])
     assert merged["runs"] == result["runs"] and merged["table"] == result["table"]
     assert (tmp_path / "merged.md").read_text() == (tmp_path / "bench.md").read_text()
+    assert json.loads((tmp_path / "merged.json").read_text())["merged_from"] == [raw["command"]]
     assert no_network == []
