@@ -735,6 +735,16 @@ def render_tables(raw: Dict[str, Any]) -> Dict[str, str]:
         tables[protocol] = markdown_table(["windows", "count", "KID ×1000, random features",
                                            "KID ×1000, CutPaste features", "diversity", "copies (pixels)",
                                            "copies (features)"], body)
+    protocols = results.get("quality", {}).get("protocols", {})
+    if all(protocol in protocols for protocol in PROTOCOLS):  # the README's excerpt: both protocols side by side
+        body = []
+        for name in ROW_ORDER[:-1]:
+            cells = [_kid(protocols[protocol][name], "cutpaste_ssl") for protocol in PROTOCOLS]
+            copies = [_share(protocols[protocol][name].get("copies_pixels")) for protocol in PROTOCOLS]
+            body.append([name, *cells, *copies])
+        tables["readme"] = markdown_table(
+            ["windows", "KID ×1000, held-out masks", "KID ×1000, own masks", "copies, held-out masks",
+             "copies, own masks"], body)
     if "speed" in results:
         names = {"diffusion": "DiffusionDefect", "transplant": "DefectTransplant", "cutpaste": "CutPaste"}
         body = []

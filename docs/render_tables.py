@@ -91,6 +91,13 @@ def _delta(values: List[float], base: List[float]) -> str:
     return f"{100 * (statistics.fmean(values) - statistics.fmean(base)):+.1f}"
 
 
+def _minutes(rows, family, regime, detector) -> str:
+    """Mean wall time of the family's cells (training and evaluation), as results.jsonl records it."""
+    seconds = [r["timings"]["cell_seconds"] for r in rows if (r["family"], r["regime"], r["detector"]) ==
+               (family, regime, detector) and (r["timings"] or {}).get("cell_seconds") is not None]
+    return f"{statistics.fmean(seconds) / 60:.1f}" if seconds else "-"
+
+
 def _families(rows) -> List[str]:
     seen: List[str] = []
     for r in rows:
@@ -144,8 +151,9 @@ def anomaly_summary(study: str, families: Optional[List[str]] = None, baseline: 
                       _pct(_values(rows, family, regime, detector, "pixel_auroc")),
                       _pct(_values(rows, family, regime, detector, "aupro"))]
                      + [_pct(_values(rows, family, regime, detector, "image_auroc", defect=d), spread=False)
-                        for d in defects])
-    header = ["pretext", "image AUROC", f"Δ {baseline}" if baseline else "Δ", "pixel AUROC", "AUPRO@0.3"] + defects
+                        for d in defects] + [_minutes(rows, family, regime, detector)])
+    header = ["pretext", "image AUROC", f"Δ {baseline}" if baseline else "Δ", "pixel AUROC", "AUPRO@0.3"] + defects \
+        + ["min per cell"]
     return markdown_table(header, table) + "\n\n" + _study_provenance(study, study_rows(study))
 
 
