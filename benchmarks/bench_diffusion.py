@@ -795,6 +795,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
           f"defects are (thresholds: pixels {thresholds['pixels']:.4f}, features {thresholds['features']:.2f})")
     for protocol in PROTOCOLS:
         print(f"\n{protocol}:\n{tables[protocol]}")
+    print(f"\nboth protocols (the README's excerpt):\n{tables['readme']}")
     results["speed"] = speed(args, model, bank, device)
     timings["total_s"] = time.perf_counter() - start
     write_raw(args.json, "bench_diffusion", command, results)

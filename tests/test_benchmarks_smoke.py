@@ -353,7 +353,7 @@ def test_bench_diffusion_tiny_run_writes_raw_results_and_prints_their_tables(cap
     assert all(name.startswith("test/") for name in model["train_defects"] + model["held_out_defects"])
     assert f"model folder: {model['folder']}" in printed
     tables = module.render_tables(raw)
-    assert set(tables) == {"held_out_masks", "own_masks", "speed"}
+    assert set(tables) == {"held_out_masks", "own_masks", "readme", "speed"}
     for table in tables.values():
         assert table in printed  # the script prints exactly the rendered tables
     for protocol in module.PROTOCOLS:
