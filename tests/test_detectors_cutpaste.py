@@ -8,17 +8,22 @@ import torch
 from defectgen import Cutout, CutPaste
 from detectors.cutpaste import CutPasteDetector, CutPasteNet, GaussianDensity, NotAModelFile, Pretext, ledoit_wolf
 from detectors.cutpaste.localization import gaussian_upsample, grad_cam, grid_size, patch_grid
-from learned import check_limits
+from learned import check_limits, gain
 
 SMALL = dict(image_size=32, head_layers=(32,), batch_size=4)
 
 
-def stripes(n, size, generator, angle=0.0):
-    """Normal images: sinusoidal stripes with a random phase and a little noise (uint8 RGB)."""
+def stripes(n, size, generator, angle=0.0, random_angle=False):
+    """Normal images: sinusoidal stripes with a random phase and a little noise (uint8 RGB), at ``angle`` degrees
+    or (``random_angle``) at an angle drawn per image."""
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     phase = torch.rand(n, 1, 1, generator=generator) * 2 * math.pi
-    a = math.radians(angle)
-    img = 0.5 + 0.25 * torch.sin(2 * math.pi * (xx * math.cos(a) + yy * math.sin(a)) / 8 + phase)
+    if random_angle:
+        a = torch.rand(n, 1, 1, generator=generator) * math.pi
+        cos, sin = torch.cos(a), torch.sin(a)
+    else:
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    img = 0.5 + 0.25 * torch.sin(2 * math.pi * (xx * cos + yy * sin) / 8 + phase)
     img = img[:, None].expand(n, 3, size, size) + 0.03 * torch.randn(n, 3, size, size, generator=generator)
     return (img.clamp(0, 1) * 255).to(torch.uint8)
 
@@ -33,6 +38,17 @@ def planted(n_good, n_bad, size, generator, side=12):
         y, x = torch.randint(4, size - side - 4, (2,), generator=generator).tolist()
         images[i, :, y:y + side, x:x + side] = rotated[k, :, y:y + side, x:x + side]
         masks[i, :, y:y + side, x:x + side] = True
+    return images, masks, torch.tensor([0] * n_good + [1] * n_bad)
+
+
+def planted_grey(n_good, n_bad, size, generator, side):
+    """Test images: stripes at random angles; the last ``n_bad`` get a flat mid-grey square (and its mask)."""
+    images = stripes(n_good + n_bad, size, generator, random_angle=True)
+    masks = torch.zeros(n_good + n_bad, 1, size, size, dtype=torch.bool)
+    for k in range(n_bad):
+        y, x = torch.randint(2, size - side - 2, (2,), generator=generator).tolist()
+        images[n_good + k, :, y:y + side, x:x + side] = 128
+        masks[n_good + k, :, y:y + side, x:x + side] = True
     return images, masks, torch.tensor([0] * n_good + [1] * n_bad)
 
 
@@ -208,10 +224,10 @@ def test_network_loads_a_local_resnet18_state_dict(tmp_path):
 
 
 # -- learned results ---------------------------------------------------------------------------------------------
-# Measured through measure_*(seed, breakage) against *_LIMITS (the convention in tests/learned.py). Beside each
-# limit: the spread over seeds 0-9, 1 and 2 threads, on torch 2.9.1 (kornia 0.7.4, OpenCV 4.10, numpy 1.26),
-# 2.14.1 and 2.15.0 (kornia 0.9, OpenCV 5.0, numpy 2.4), and what the breakage it is meant to catch gives (seeds
-# 0-2), from benchmarks/learned_margins.py.
+# Measured through measure_*(seed, breakage) against *_LIMITS (the convention in tests/learned.py), over seeds and
+# breakages by benchmarks/learned_margins.py (its raw results: docs/results/learned_margins.json). The patch-level
+# limits were set on seeds 0-9, 1 and 2 threads, torch 2.9.1, 2.14.1 and 2.15.0; the end-to-end test as it is now
+# (training must beat the same network untrained) on seeds 0-4, 1 thread, torch 2.14.1 only.
 
 class _ShuffledLabels:
     """A broken pretext: the batch is right but the labels are shuffled, so there is nothing to learn."""
@@ -224,53 +240,66 @@ class _ShuffledLabels:
         return images, labels[torch.randperm(len(labels), generator=generator)]
 
 
-END_TO_END_LIMITS = {
-    "loss_ratio": ("<", 0.6),     # last 5 steps' mean loss / first 5's: 0.09-0.26; shuffled labels 0.92-0.99
-    "accuracy": (">", 0.75),      # pretext accuracy, last 10 steps (chance 0.5): 0.93-0.98; shuffled 0.48-0.53
-    "image_auroc": (">", 0.9),    # planted defects vs normal test images: 1.0; negated scores 0.0
+END_TO_END_LIMITS = {  # seeds 0-4, 1 thread, torch 2.14.1: benchmarks/learned_margins.py
+    "loss_ratio": ("<", 0.6),          # last 5 steps' mean loss / first 5's
+    "accuracy": (">", 0.75),           # pretext accuracy, last 10 steps (chance 0.5)
+    "image_auroc": (">", 0.8),         # held-out grey squares vs normal test images
+    "image_auroc_gain": (">", 0.15),   # minus the same network untrained (its density only)
 }
-END_TO_END_BREAKAGES = ("shuffled_labels", "negated_scores")
+END_TO_END_BREAKAGES = ("untrained", "shuffled_labels", "negated_scores")
 
 
 def measure_end_to_end(seed=0, breakage=None):
-    """Train on 48 normal stripe images (64 px) for 30 steps, score 12 normal and 12 planted test images.
+    """Train 100 steps on 48 normal images (48 px stripes at random angles), score 24 normal and 24 test images
+    with a flat mid-grey 8x8 square, trained and (the control) with the same network untrained.
 
-    The pretext is Cutout, which a network learns within a CPU test budget, so the pretext accuracy sits far
-    above chance; the paper's 3-way task needs hundreds of steps to do so (benchmarks/bench_cutpaste.py). Each
+    The pretext is Cutout (mid-grey rectangles), which a network learns within a CPU test budget. The planted
+    squares are of the pretext's own kind, held out, and small (2.8 % of the image, near the pretext's 2-15 %
+    floor): the claim is that training teaches the detector what its pretext shows it, across the normal
+    images' variation (the stripes' angle), which random weights plus the Gaussian density do not give. With
+    stripes of one angle, random weights already scored these squares 0.9 (and larger or perpendicular-stripe
+    squares 1.0), and on other small defects (dark or noise squares, other stripes) 100 steps of Cutout gave no
+    reliable gain: whether training helps on real defects is what benchmarks/bench_cutpaste.py measures. Each
     step's accuracy is measured on a fresh draw of defects, before the step's update.
     """
     g = torch.Generator().manual_seed(seed)
-    train = stripes(48, 64, g)
-    test, masks, labels = planted(12, 12, 64, g, side=24)
-    det = CutPasteDetector(pretext=Cutout(), image_size=64, head_layers=(128,), batch_size=16, seed=seed)
+    train = stripes(48, 48, g, random_angle=True)
+    test, masks, labels = planted_grey(24, 24, 48, g, side=8)
+    settings = dict(pretext=Cutout(), image_size=48, head_layers=(128,), batch_size=16, seed=seed)
+    control = CutPasteDetector(**settings).fit(train, steps=0, progress=False)
+    det = CutPasteDetector(**settings)
     if breakage == "shuffled_labels":
         det.pretext = _ShuffledLabels(det.pretext)
-    det.fit(train, steps=30, progress=False)
+    det.fit(train, steps=0 if breakage == "untrained" else 100, progress=False)
     prediction = det.predict(test)
     scores, maps = prediction.scores, prediction.maps
     if breakage == "negated_scores":
         scores = -scores
     losses = [h["loss"] for h in det.history]
     bad = labels == 1
-    return {"loss_ratio": float(np.mean(losses[-5:]) / np.mean(losses[:5])),
-            "accuracy": float(np.mean([h["accuracy"] for h in det.history[-10:]])),
-            "image_auroc": auroc(scores, labels),
-            # reported by learned_margins.py, not asserted (see the test)
-            "gradcam_pixel_auroc": auroc(maps[bad].flatten(), masks[bad].flatten()),
-            "gradcam_pixel_auroc_transposed": auroc(maps[bad].transpose(-1, -2).flatten(), masks[bad].flatten()),
-            "_detector": det, "_scores": scores, "_maps": maps}
+    measured = {
+        "loss_ratio": float(np.mean(losses[-5:]) / np.mean(losses[:5])) if losses else math.nan,
+        "accuracy": float(np.mean([h["accuracy"] for h in det.history[-10:]])) if losses else math.nan,
+        "image_auroc": auroc(scores, labels),
+        "image_auroc_control": auroc(control.score(test), labels),
+        # reported by learned_margins.py, not asserted (see the test)
+        "gradcam_pixel_auroc": auroc(maps[bad].flatten(), masks[bad].flatten()),
+        "gradcam_pixel_auroc_transposed": auroc(maps[bad].transpose(-1, -2).flatten(), masks[bad].flatten()),
+        "_detector": det, "_scores": scores, "_maps": maps}
+    return gain(measured, "image_auroc")
 
 
 def test_detects_planted_defects_end_to_end():
-    """The acceptance test: train on a tiny normal set, learn the pretext, score planted defects."""
+    """The acceptance test: train on a tiny normal set, learn the pretext, and score held-out defects better
+    than the same network untrained (END_TO_END_LIMITS; about 25 s at 1 thread)."""
     measured = measure_end_to_end(seed=0)
     assert check_limits(measured, END_TO_END_LIMITS) == []
     det, scores, maps = measured["_detector"], measured["_scores"], measured["_maps"]
-    assert len(det.history) == 30 and det.steps_trained == 30
-    assert scores.shape == (24,) and scores.dtype == torch.float32
-    # Grad-CAM of layer4 is a 2x2 grid at 64 px: too coarse for a pixel AUROC with teeth (learned_margins.py shows
+    assert len(det.history) == 100 and det.steps_trained == 100
+    assert scores.shape == (48,) and scores.dtype == torch.float32
+    # Grad-CAM of layer4 is a 2x2 grid at 48 px: too coarse for a pixel AUROC with teeth (learned_margins.py shows
     # the maps and the transposed maps overlapping), so maps are checked for form here, localisation at patch level
-    assert maps.shape == (24, 1, 64, 64) and torch.isfinite(maps).all() and (maps >= 0).all()
+    assert maps.shape == (48, 1, 48, 48) and torch.isfinite(maps).all() and (maps >= 0).all()
 
 
 def test_same_seed_same_model(small_train):
@@ -322,13 +351,16 @@ def measure_patch_level(seed=0, breakage=None):
     """Patch-level detector on 48 px stripes: 24 normal training images, 6 normal and 6 planted test images.
 
     What it claims is the scoring path (dense patch scores, their maximum, the Gaussian upsampling), which
-    holds for this planted task after 3 training steps as it does for an untrained network.
+    holds for this planted task after 3 training steps as it does for an untrained network: the ``*_control``
+    values (the same network untrained) are reported beside them, not asserted.
     """
     g = torch.Generator().manual_seed(seed)
     train = stripes(24, 48, g)
     test, masks, labels = planted(6, 6, 48, g, side=10)
-    det = CutPasteDetector(pretext="3way", image_size=48, level="patch", patch_size=16, patch_stride=4,
-                           head_layers=(32,), batch_size=8, fit_patches_per_image=16, seed=seed)
+    settings = dict(pretext="3way", image_size=48, level="patch", patch_size=16, patch_stride=4, head_layers=(32,),
+                    batch_size=8, fit_patches_per_image=16, seed=seed)
+    control = CutPasteDetector(**settings).fit(train, steps=0, progress=False).predict(test)
+    det = CutPasteDetector(**settings)
     det.fit(train, steps=3, progress=False)
     prediction = det.predict(test)
     scores, maps = prediction.scores, prediction.maps
@@ -336,7 +368,9 @@ def measure_patch_level(seed=0, breakage=None):
         scores = -scores
     if breakage == "transposed_maps":
         maps = maps.transpose(-1, -2)
-    return {"image_auroc": auroc(scores, labels), "pixel_auroc": auroc(maps.flatten(), masks.flatten())}
+    return {"image_auroc": auroc(scores, labels), "pixel_auroc": auroc(maps.flatten(), masks.flatten()),
+            "image_auroc_control": auroc(control.scores, labels),
+            "pixel_auroc_control": auroc(control.maps.flatten(), masks.flatten())}
 
 
 def test_patch_level_localises_planted_defects():

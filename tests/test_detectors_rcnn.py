@@ -1,12 +1,14 @@
 """FasterRCNNDetector: training on the shared loop, predictions, persistence, resume, offline building, errors."""
 
+import math
+
 import pytest
 import torch
 
 from detectors.errors import NotAModelFile
 from detectors.rcnn import FasterRCNNDetector, build_faster_rcnn
 from detectors.types import LabelledSet, Prediction
-from learned import check_limits
+from learned import check_limits, gain
 
 TINY = dict(class_names=["square"], image_size=64, batch_size=4, warmup_steps=2, seed=0)
 
@@ -96,30 +98,81 @@ def test_interrupted_training_resumes_to_the_same_model(data, trained, tmp_path)
     assert torch.equal(resumed.predict(images).scores, trained.predict(images).scores)
 
 
-RCNN_LIMITS = {  # spread over seeds and the breakage: see benchmarks/learned_margins.py
-    "loss_ratio": ("<", 0.55),  # mean loss of the last 3 steps / the first 3, over 6 epochs of 16 images
+def bright_squares(n, seed=0, size=48):
+    """Dark noisy images (0-40), each with one bright (220) square of 14-20 px, boxed: the learned test's task, made
+    easy on purpose (one class, one large high-contrast object per small image) so that a from-scratch Faster
+    R-CNN finds the squares on new images within a unit test's budget."""
+    g = torch.Generator().manual_seed(seed)
+    images, boxes = [], []
+    for _ in range(n):
+        image = (torch.rand(3, size, size, generator=g) * 40).to(torch.uint8)
+        side = int(torch.randint(14, 21, (1,), generator=g))
+        y, x = torch.randint(0, size - side + 1, (2,), generator=g).tolist()
+        image[:, y:y + side, x:x + side] = 220
+        images.append(image)
+        boxes.append(torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32))
+    return LabelledSet(images, boxes, [torch.ones(1, dtype=torch.int64) for _ in boxes], ("square",))
+
+
+def top_box_hits(detector, test):
+    """Images of ``test`` whose top-scoring predicted box overlaps the planted box at IoU >= 0.5."""
+    from torchvision.ops import box_iou
+
+    prediction = detector.predict(torch.stack(list(test.images)))
+    return sum(len(scores) > 0 and float(box_iou(boxes[scores.argmax()][None], truth).max()) >= 0.5
+               for boxes, scores, truth in zip(prediction.boxes, prediction.box_scores, test.boxes))
+
+
+RCNN_LIMITS = {  # seeds 0-4, 1 thread, torch 2.14.1: benchmarks/learned_margins.py (docs/results/learned_margins.json)
+    "hits": (">", 9.5),         # of 16 new images, those whose top box is on the square (IoU >= 0.5)
+    "hits_gain": (">", 8.5),    # hits minus those of the same network untrained (which finds 0-1)
+    "loss_ratio": ("<", 0.5),   # mean loss of the last 4 steps / the first 4
 }
-RCNN_BREAKAGES = ("frozen",)
+RCNN_BREAKAGES = ("untrained", "frozen", "shuffled_boxes", "random_boxes")
+RCNN_SETTINGS = dict(class_names=["square"], image_size=48, batch_size=2, learning_rate=3e-4, warmup_steps=2)
 
 
 def measure_rcnn_training(seed=0, breakage=None):
-    """Train 6 epochs (24 steps) on 16 images of bright squares; ``frozen``: a learning rate of 0.
+    """Train 3 epochs (48 steps of 2) on 32 images of one bright square each; count the new images (16) whose
+    top-scoring box is on their square, trained and (the control) with the same network before training.
 
-    What this smoke test can claim is that training runs and learns *something*: the loss falls as well when
-    the boxes are moved to random places (the region proposals first learn that most anchors are background),
-    and a from-scratch Faster R-CNN needs about 160 steps (2 minutes here) to find the squares on new images
-    (14 of 20), beyond a unit test's budget. Whether it learns to find defects is what
-    benchmarks/bench_object.py measures.
+    A learning rate of 3e-4: in trials of 24-32 steps (batch 2 or 4) at 1e-3 (the detector's default) and above,
+    the box classifier stayed unsure and the top box was loose, or on a sliver at the image border, on most new
+    images; 3e-4 and 2e-4 did far better, and 48 steps rather than 24 made every seed tried find most. Breakages: ``untrained`` (no
+    step), ``frozen`` (a learning rate of 0), ``shuffled_boxes`` (each image trained with another image's box)
+    and ``random_boxes`` (each box moved to a random place, its size kept): hits are counted against the true
+    squares, so none of them can find them.
     """
-    lr = 0.0 if breakage == "frozen" else TINY.get("learning_rate", 1e-3)
-    det = FasterRCNNDetector(**{**TINY, "seed": seed, "learning_rate": lr}).fit(squares(16, seed=seed), epochs=6,
-                                                                                progress=False)
+    data = bright_squares(32, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    if breakage == "shuffled_boxes":
+        order = torch.randperm(len(data), generator=g).tolist()
+        data = LabelledSet(data.images, [data.boxes[i] for i in order], data.labels, data.class_names)
+    elif breakage == "random_boxes":
+        moved = []
+        for box in data.boxes:
+            side = box[0, 2:] - box[0, :2]
+            corner = torch.rand(2, generator=g) * (48 - side)
+            moved.append(torch.cat([corner, corner + side]).floor()[None])
+        data = LabelledSet(data.images, moved, data.labels, data.class_names)
+    lr = 0.0 if breakage == "frozen" else RCNN_SETTINGS["learning_rate"]
+    det = FasterRCNNDetector(**{**RCNN_SETTINGS, "seed": seed, "learning_rate": lr})
+    test = bright_squares(16, seed=1000 + seed)
+    control = top_box_hits(det, test)  # the same network, untrained
+    if breakage != "untrained":
+        det.fit(data, epochs=3, progress=False)
     losses = [r["loss"] for r in det.history]
-    return {"loss_ratio": sum(losses[-3:]) / sum(losses[:3])}
+    measured = {"hits": float(top_box_hits(det, test)), "hits_control": float(control),
+                "loss_ratio": sum(losses[-4:]) / sum(losses[:4]) if losses else math.nan, "_detector": det}
+    return gain(measured, "hits")
 
 
-def test_loss_falls_on_a_learnable_task():
-    assert check_limits(measure_rcnn_training(seed=1), RCNN_LIMITS) == []
+def test_training_finds_the_planted_squares_on_new_images():
+    """A from-scratch Faster R-CNN trained for 48 steps puts its top box on the square of most new images, where
+    the same network untrained finds almost none (RCNN_LIMITS; its cost: about 32 s at 1 thread)."""
+    measured = measure_rcnn_training(seed=0)
+    assert check_limits(measured, RCNN_LIMITS) == []
+    assert measured["_detector"].steps_trained == 48
 
 
 LEARNED = {"fasterrcnn_training": (measure_rcnn_training, RCNN_LIMITS, RCNN_BREAKAGES)}

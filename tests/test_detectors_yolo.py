@@ -27,7 +27,7 @@ from defectgen._rng import index_seed  # noqa: E402
 from detectors.errors import NotAModelFile  # noqa: E402
 from detectors.registry import create_detector, list_detectors, load_detector  # noqa: E402
 from detectors.types import LabelledSet, Prediction  # noqa: E402
-from learned import check_limits  # noqa: E402
+from learned import check_limits, gain  # noqa: E402
 from detectors.yolo import RUN_STATE, YOLODetector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,23 +95,32 @@ def test_module_imports_without_ultralytics_and_the_detector_says_what_to_instal
 
 
 # -- training ----------------------------------------------------------------------------------------------------------
-YOLO_LIMITS = {  # spread over seeds 0-9, two torch releases and the breakages: benchmarks/learned_margins.py
+YOLO_LIMITS = {  # spread over seeds, releases and the breakages: benchmarks/learned_margins.py
     "box_loss_ratio": ("<", 0.75),  # last epoch / peak of the first 4 (YOLO's box loss can rise first)
     "cls_loss_ratio": ("<", 0.75),
-    "hits": (">", 7.5),             # of 16 new images, those whose top box is on the square (IoU > 0.5)
+    # of 16 new images, those whose top box is on the square (IoU > 0.5): 15-16 on seeds 0-9 (torch 2.9.1 and
+    # 2.14.1); with shuffled boxes 0-8 (8 on seed 0: its loss ratios are what catch it at the old limit of 7.5)
+    "hits": (">", 11.5),
+    "hits_gain": (">", 10.5),       # hits minus those of the same network untrained (0 on seeds 0-9)
 }
-YOLO_BREAKAGES = ("shuffled_boxes", "no_boxes")
+YOLO_BREAKAGES = ("untrained", "shuffled_boxes", "no_boxes")
 EPOCHS = 24
 
 
+def _top_box_hits(det, test):
+    prediction = det.predict(batch_of(test))
+    return sum(len(b) > 0 and float(iou(b[:1], truth).max()) > 0.5 for b, truth in zip(prediction.boxes, test.boxes))
+
+
 def measure_yolo_training(seed=0, breakage=None, out=None):
-    """Train 24 epochs on 32 images of one bright square each, predict 16 new ones.
+    """Train 24 epochs on 32 images of one bright square each, predict 16 new ones, with the trained network and
+    (the control) the same network before training.
 
     (At 16 epochs the boxes were on the squares but loose on some seeds, IoU 0.2-0.4: 8 hits of 16 for seed 0
     on torch 2.9.1, half a hit from the limit; 24 epochs give IoU 0.7-0.9.)
 
     A trainer that lost the boxes (``no_boxes``) has no box loss to fall; one whose boxes were shuffled between
-    images (``shuffled_boxes``) cannot put boxes on squares it was never shown.
+    images (``shuffled_boxes``) cannot put boxes on squares it was never shown; ``untrained`` skips training.
     """
     data = squares(32, seed=seed)
     if breakage == "shuffled_boxes":
@@ -121,15 +130,19 @@ def measure_yolo_training(seed=0, breakage=None, out=None):
         data = LabelledSet(data.images, [torch.zeros(0, 4)] * len(data),
                            [torch.zeros(0, dtype=torch.int64)] * len(data), data.class_names)
     det = small(optimizer="AdamW", learning_rate=0.004, seed=seed, train_args={"mosaic": 0.0, "save": False})
-    records = []
-    with tempfile.TemporaryDirectory() as tmp:
-        det.fit(data, epochs=EPOCHS, out=Path(out or tmp) / "run", val=False, callback=records.append, progress=False)
     test = squares(16, seed=100 + seed)
-    prediction = det.predict(batch_of(test))
-    hits = sum(len(b) > 0 and float(iou(b[:1], truth).max()) > 0.5 for b, truth in zip(prediction.boxes, test.boxes))
-    ratio = {key: records[-1][key] / max(max(r[key] for r in records[:4]), 1e-12) for key in ("box_loss", "cls_loss")}
-    return {"box_loss_ratio": ratio["box_loss"], "cls_loss_ratio": ratio["cls_loss"], "hits": float(hits),
-            "_detector": det, "_records": records}
+    control = _top_box_hits(det, test)  # the same network, untrained
+    records = []
+    if breakage != "untrained":
+        with tempfile.TemporaryDirectory() as tmp:
+            det.fit(data, epochs=EPOCHS, out=Path(out or tmp) / "run", val=False, callback=records.append,
+                    progress=False)
+    ratio = {key: records[-1][key] / max(max(r[key] for r in records[:4]), 1e-12) if records else float("nan")
+             for key in ("box_loss", "cls_loss")}
+    measured = {"box_loss_ratio": ratio["box_loss"], "cls_loss_ratio": ratio["cls_loss"],
+                "hits": float(_top_box_hits(det, test)), "hits_control": float(control),
+                "_detector": det, "_records": records}
+    return gain(measured, "hits")
 
 
 def test_training_learns_bright_squares(tmp_path):
