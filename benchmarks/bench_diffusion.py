@@ -403,7 +403,8 @@ def train_or_load(args, device: str, bank: DefectBank) -> Tuple[InpaintModel, Di
         full = DefectBank.from_mvtec(args.data, margin_px=256)  # training windows take context around a defect
         ok = load_folder(args.data / "train" / "good", size=256)
         # data_root: the study's overlap check resolves the recorded names from it, wherever it runs
-        info = {"data": str(args.data), "data_root": str(args.data.resolve()), "shots": args.shots, "train_defects": [full.names[i] for i in train],
+        info = {"data": str(args.data), "data_root": str(args.data.resolve()), "shots": args.shots,
+                "train_defects": [full.names[i] for i in train],
                 "held_out_defects": [full.names[i] for i in held_out]}
         folder = args.out / "model"
         resumed = (folder / "checkpoint.pt").is_file()

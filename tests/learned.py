@@ -26,12 +26,16 @@ def gain(measured, quantity):
     return measured
 
 
+def meets(value, op, threshold) -> bool:
+    """Whether one measured value meets its limit (``op`` is ``">"`` or ``"<"``); None and NaN never do."""
+    return value is not None and math.isfinite(value) and (value > threshold if op == ">" else value < threshold)
+
+
 def check_limits(measured, limits):
     """The limits ``measured`` misses, as readable strings (empty when it meets all of them)."""
     missed = []
     for name, (op, threshold) in limits.items():
         value = measured[name]
-        ok = value is not None and math.isfinite(value) and (value > threshold if op == ">" else value < threshold)
-        if not ok:
+        if not meets(value, op, threshold):
             missed.append(f"{name} = {value:.4g} (wanted {op} {threshold})" if value is not None else f"{name} missing")
     return missed

@@ -257,10 +257,20 @@ def test_learned_margins_tiny_run(capsys, tmp_path):
     assert "| `pixel_auroc` | > 0.93 |" in tables["summary"]
 
 
-def test_learned_margins_writes_the_published_file_only_for_a_full_run():
+def test_learned_margins_writes_the_published_file_only_for_a_full_run(monkeypatch, tmp_path):
     module = _learned_margins()
     assert module.DEFAULT_JSON == Path(__file__).resolve().parents[1] / "docs" / "results" / "learned_margins.json"
     assert module.parse_args([]).seeds == [0, 1, 2, 3, 4] and module.parse_args([]).threads == 1
+
+    def measure(seed, breakage=None):
+        return {"auroc": 0.5 if breakage else 0.99}
+
+    published = tmp_path / "learned_margins.json"
+    monkeypatch.setattr(module, "DEFAULT_JSON", published)
+    monkeypatch.setattr(module, "learned_tests", lambda: {"fake": (measure, {"auroc": (">", 0.9)}, ("negated",))})
+    few = ["--seeds", "0", "--breakage-seeds", "0"]
+    assert module.main(few + ["--tests", "fake"]) == 0 and not published.exists()  # a chosen subset: no file
+    assert module.main(few) == 0 and published.is_file()  # every test: the published file
 
 
 def test_learned_margins_reports_a_missed_limit_and_a_breakage_without_teeth(capsys, monkeypatch):

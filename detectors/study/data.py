@@ -16,7 +16,7 @@ of a study trains and is tested on the same split:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -45,11 +45,8 @@ class StudyData:
     def _deeppcb_ids(self):
         from defectgen.io import read_pairs
 
-        every = self.study.data["test_every"]
         ids = sorted(item.name for item in read_pairs(self.study.resolve_path(self.study.data["root"])))
-        train = [i for k, i in enumerate(ids) if k % every != every - 1]
-        test = [i for k, i in enumerate(ids) if k % every == every - 1]
-        return ids, train, test
+        return (ids, *split_pair_ids(ids, self.study.data["test_every"]))
 
     def _all_ok(self) -> torch.Tensor:
         data = self.study.data
@@ -167,6 +164,13 @@ class StudyData:
         for name in self.study.test_sets:
             if len(self.test_set(name)) == 0:
                 raise ValueError(f"test set {name!r} holds no image")
+
+
+def split_pair_ids(ids: List[str], every: int) -> Tuple[List[str], List[str]]:
+    """A DeepPCB study's ``(training ids, test ids)`` from its sorted pair ids: every ``every``-th is a test pair
+    (the one rule; the overlap check lists the same pairs)."""
+    return ([i for k, i in enumerate(ids) if k % every != every - 1],
+            [i for k, i in enumerate(ids) if k % every == every - 1])
 
 
 def without_defect_split(study: Study, test: LabelledSet) -> LabelledSet:

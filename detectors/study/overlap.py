@@ -90,10 +90,10 @@ class _Listing:
 
     def deeppcb_ids(self) -> Tuple[List[str], List[str]]:
         """The data's training and test pair ids (the study's split: sorted, every ``test_every``-th a test)."""
-        every = self.study.data["test_every"]
+        from .data import split_pair_ids
+
         ids = sorted(item.name for item in self.pairs(self.study.resolve_path(self.study.data["root"])))
-        return ([i for k, i in enumerate(ids) if k % every != every - 1],
-                [i for k, i in enumerate(ids) if k % every == every - 1])
+        return split_pair_ids(ids, self.study.data["test_every"])
 
     def pair_images(self, root: Path, ids: Optional[Iterable[str]] = None) -> Set[Path]:
         items = self.pairs(root)

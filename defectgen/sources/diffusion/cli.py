@@ -13,13 +13,12 @@ HELP = ("defectgen's diffusion inpainting model: learns defects from a few NG im
 
 
 def _shots(text: str) -> float:
+    from ...io.mvtec import check_shots  # the one rule for shots, shared with split_defects and DefectBank
+
     try:
-        value = float(text)
+        return check_shots(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count >= 1, got {text!r}") from None
-    if not value > 0 or (value > 1 and value != int(value)):
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text!r}")
-    return int(value) if value >= 1 else value
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text!r}") from None
 
 
 def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
