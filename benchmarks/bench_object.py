@@ -111,7 +111,7 @@ class Bench:
         if run == "synth_cutpaste":
             return {"op": ["cutpaste"]}
         from defectgen import DefectBank, DefectTransplant, OneOf
-        from detectors.data.sources import choose_real
+        from defectgen.io.labelled import choose_real
 
         ids = list(choose_real(self.real_train, REAL_FEW, seed).names)
         branches = []
@@ -123,7 +123,8 @@ class Bench:
         return {"op": [OneOf(branches, labels=[1, 1])]}
 
     def source(self, run: str, seed: int, device: str):
-        from detectors.data.sources import LabelledSource, SyntheticSource, choose_real, mix
+        from defectgen.io.labelled import choose_real
+        from detectors.data.sources import LabelledSource, SyntheticSource, mix
 
         if run == "real":
             return LabelledSource(self.real_train, self.size, device, seed, agnostic=True)

@@ -238,7 +238,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_folder(args.data, "--data")
     device = resolve_device(args.device)
     detector = _load_model(args.model, args.image_size, device)
-    from .data.readers import detect_format
+    from defectgen.io.labelled import detect_format
 
     try:
         fmt = detect_format(args.data) if args.format == "auto" else args.format
@@ -266,8 +266,8 @@ def run_eval(args: argparse.Namespace) -> int:
         else:
             if args.defects:
                 raise CliError("--defect needs MVTec-layout --data")
-            from .data.classmap import parse_class_map
-            from .data.readers import read_labelled
+            from defectgen.io.labelled import parse_class_map
+            from defectgen.io.labelled import read_labelled
 
             test = read_labelled(args.data, fmt, split=args.split, channels=detector.channels)
             class_map = None if args.class_map is None else parse_class_map(args.class_map)

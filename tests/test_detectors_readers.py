@@ -12,7 +12,7 @@ from defectgen import generate
 from defectgen.io import default_images
 from detectors.data import (FORMATS, LabelProblemWarning, detect_format, parse_class_map, read_labelled,
                             read_templates)
-from detectors.data.problems import WARN_AT_MOST
+from defectgen.io.labelled.problems import WARN_AT_MOST
 from detectors.types import AGNOSTIC_CLASS
 
 DEEPPCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "deeppcb_400"

@@ -294,7 +294,7 @@ def _write_yolo_set(root, labelled):
 
 
 def test_synthetic_defects_are_fresh_every_epoch_and_nothing_is_written_outside_the_run(tmp_path, monkeypatch):
-    from detectors.data.readers import read_labelled
+    from defectgen.io.labelled import read_labelled
     from detectors.data.sources import LabelledSource, MixedSource, SyntheticSource
 
     ok_folder, real_folder, cwd = tmp_path / "ok", tmp_path / "real", tmp_path / "cwd"

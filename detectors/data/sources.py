@@ -6,7 +6,7 @@ boxes and class ids ``1..K``). What is behind it is the experiment:
 
 - :class:`SyntheticSource`: defects made on the fly over OK images by a defectgen operator, fresh every epoch;
 - :func:`source_from_folder`: a folder ``defectgen generate`` wrote, read back (a :class:`LabelledSource`);
-- :class:`LabelledSource`: any real labelled set (:func:`~detectors.data.readers.read_labelled`);
+- :class:`LabelledSource`: any real labelled set (:func:`~defectgen.io.labelled.read_labelled`);
 - :class:`MixedSource` / :func:`mix`: synthetic defects plus ``k`` real images (:func:`choose_real`).
 
 Everything a source yields depends only on its seed and the epoch (and the batch size): the shuffled order is
@@ -26,9 +26,10 @@ from defectgen._rng import index_seed
 from defectgen.generation.job import OpSpec, build_op
 from defectgen.generation.job import class_names as op_class_names
 
+from defectgen.io.labelled import choose_real, detect_format, read_labelled
+
 from ..types import AGNOSTIC_CLASS, LabelledSet, TrainingBatch
 from .normal import ImageSource, load_normal_images
-from .readers import detect_format, read_labelled
 
 Device = Union[str, torch.device]
 
@@ -202,7 +203,7 @@ class MixedSource:
 
     Classes are matched by name: the real set's classes that the synthetic ones share get their ids, the others
     are appended (as :meth:`LabelledSet.concat` does). To train real classes as synthetic ones, rename them
-    first (:func:`~detectors.data.classmap.parse_class_map` + :meth:`LabelledSet.mapped`), or build both sources
+    first (:func:`~defectgen.io.labelled.parse_class_map` + :meth:`LabelledSet.mapped`), or build both sources
     with ``agnostic=True``; one agnostic source with one that is not is an error, since their names could
     only be matched by accident.
 
@@ -248,18 +249,6 @@ class MixedSource:
                 parts.append(TrainingBatch(real.images, real.boxes, [self._real_ids[lab] for lab in real.labels]))
             yield TrainingBatch(torch.cat([p.images for p in parts]), [b for p in parts for b in p.boxes],
                                 [lab for p in parts for lab in p.labels])
-
-
-def choose_real(labelled: LabelledSet, k: int, seed: int) -> LabelledSet:
-    """``k`` images of ``labelled`` chosen by ``seed``: the first ``k`` of one seeded permutation, kept in the
-    set's order. The same seed gives the same images, and for a fixed seed a smaller ``k`` gives a subset of a
-    larger one's images (so "k real images" experiments over k are nested)."""
-    k = check_int(k, "k", 0)
-    if k > len(labelled):
-        raise ValueError(f"k={k} but the labelled set has only {len(labelled)} images")
-    generator = torch.Generator().manual_seed(index_seed(check_int(seed, "seed"), 0, "choose-real"))
-    chosen = torch.randperm(len(labelled), generator=generator)[:k].sort().values
-    return labelled.subset(chosen)
 
 
 def mix(synthetic: SyntheticSource, labelled: LabelledSet, k: Optional[int] = None, seed: Optional[int] = None

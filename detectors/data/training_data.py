@@ -17,9 +17,10 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 
 from ..types import LabelledSet
-from .classmap import parse_class_map
-from .readers import detect_format, read_labelled
-from .sources import LabelledSource, SyntheticSource, choose_real, mix
+from defectgen.io.labelled import detect_format, parse_class_map, read_labelled
+from defectgen.io.labelled import choose_real
+
+from .sources import LabelledSource, SyntheticSource, mix
 
 # the split a training set is read from, by format: generated and real sets train on "train"; an MVTec folder
 # has labels only in "test"; DeepPCB pairs have no splits

@@ -17,7 +17,9 @@ from .recipe import BASELINE, Cell, Study, real_count
 
 def training_source(study: Study, data: StudyData, cell: Cell, device: str):
     """The object detector's training source of ``cell``: synthetic, synthetic + K real, or real only."""
-    from ..data.sources import LabelledSource, SyntheticSource, choose_real, mix
+    from defectgen.io.labelled import choose_real
+
+    from ..data.sources import LabelledSource, SyntheticSource, mix
 
     detector = study.detectors[cell.detector]
     agnostic = detector["agnostic"]

@@ -213,7 +213,7 @@ def transplant_op(study: Study, spec: Dict[str, Any], data: Optional[StudyData],
     templates and moved onto OK images; ``groups`` puts each list of types on its own foreground."""
     from defectgen import DefectBank, DefectTransplant, OneOf
 
-    from ..data.sources import choose_real
+    from defectgen.io.labelled import choose_real
 
     if study.data["format"] != "deeppcb" or data is None:
         raise ValueError("a transplant family needs aligned pairs to cut real defects from: data.format deeppcb")

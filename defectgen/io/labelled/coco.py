@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import (PathLike, SetBuilder, check_read_args, order_classes, pick_split, read_image_tensor,
                        read_structured)
 from .problems import Problems, clean_boxes

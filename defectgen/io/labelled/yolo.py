@@ -26,7 +26,7 @@ import yaml
 
 from defectgen.io.images import IMAGE_EXTENSIONS, list_images
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import (PathLike, SetBuilder, check_read_args, order_classes, pick_split, read_image_tensor,
                        read_structured)
 from .problems import Problems, clean_boxes
@@ -52,7 +52,7 @@ def read_yolo(root: PathLike, split: Optional[str] = None, size: Optional[int] =
         limit: read only the first ``limit`` images (sorted by path).
 
     Label lines that do not parse are skipped, boxes reaching outside the image clipped, empty boxes dropped;
-    each is reported (see :mod:`detectors.data.problems`).
+    each is reported (see :mod:`defectgen.io.labelled.problems`).
 
     Raises:
         ValueError: naming the file: no images, an unreadable image or ``data.yaml``, a class index outside the

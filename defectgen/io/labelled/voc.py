@@ -23,7 +23,7 @@ import torch
 
 from defectgen.io.images import IMAGE_EXTENSIONS
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import PathLike, SetBuilder, check_read_args, order_classes, pick_split, read_image_tensor
 from .problems import Problems, clean_boxes
 

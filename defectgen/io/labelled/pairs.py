@@ -18,7 +18,7 @@ import torch
 from defectgen.io import DEEPPCB_TYPES, PairItem, read_pairs
 from defectgen.io.images import read_image_as
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import PathLike, SetBuilder, check_read_args, order_classes, read_image_tensor
 from .problems import Problems, clean_boxes
 
@@ -37,7 +37,7 @@ def read_deeppcb(root: PathLike, split: Optional[str] = None, size: Optional[int
         limit: read only the first ``limit`` pairs (sorted by id).
 
     Label lines :func:`~defectgen.io.read_pairs` skips, and boxes reaching past the image (clipped), are
-    reported once, through :mod:`detectors.data.problems`.
+    reported once, through :mod:`defectgen.io.labelled.problems`.
     """
     size, channels, limit = check_read_args(size, channels, limit)
     _check_no_split(split, root)

@@ -1,7 +1,7 @@
 """Building a :class:`~detectors.types.LabelledSet` one image at a time, as every reader does.
 
 Each image is read at its own size and its boxes are checked against that size
-(:func:`~detectors.data.problems.clean_boxes`); only then is it resized, when the caller asked for ``size``:
+(:func:`~defectgen.io.labelled.problems.clean_boxes`); only then is it resized, when the caller asked for ``size``:
 boxes are scaled with the image by :meth:`LabelledSet.resized`, so a set read at 256 px holds 256 px images,
 not a copy of every full-size one.
 """
@@ -15,7 +15,7 @@ import torch
 from defectgen._checks import check_channels, check_int
 from defectgen.io.images import read_image_as
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .problems import Problems
 
 PathLike = Union[str, Path]

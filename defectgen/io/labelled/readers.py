@@ -4,14 +4,14 @@ Training and evaluation code takes "a labelled set" without caring whether it ca
 JSON, an MVTec folder of masks, Pascal VOC XML or DeepPCB pairs; :func:`read_labelled` finds out which
 (``format="auto"``) and hands the path to that format's reader. Every reader follows the same conventions:
 class ids ``1..K`` by ``class_names``, boxes in pixel edges, recoverable label problems reported (see
-:mod:`detectors.data.problems`), real errors raised as ``ValueError`` naming the file.
+:mod:`defectgen.io.labelled.problems`), real errors raised as ``ValueError`` naming the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import PathLike
 from .coco import coco_splits, read_coco
 from .mvtec import read_mvtec_labelled

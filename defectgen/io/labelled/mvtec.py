@@ -20,7 +20,7 @@ import torch
 from defectgen.io import load_image, read_mvtec
 from defectgen.masks.components import component_boxes
 
-from ..types import LabelledSet
+from .labelled_set import LabelledSet
 from .assemble import PathLike, SetBuilder, check_read_args, order_classes
 from .problems import Problems
 
