@@ -11,8 +11,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
