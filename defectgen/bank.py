@@ -359,6 +359,30 @@ class DefectBank:
                                       channels=channels, **kwargs)
 
     @classmethod
+    def from_labelled(cls, labelled, templates: Optional[Sequence[torch.Tensor]] = None,
+                      classes: Optional[Sequence[str]] = None, margin_px: int = 8, ring_px: int = 4,
+                      foreground: Optional[str] = None) -> "DefectBank":
+        """One entry per defect box of a :class:`~defectgen.io.labelled.LabelledSet` (of any format), cut along
+        the defect's mask: the set's own mask, the difference with ``templates`` (aligned pairs), or one
+        estimated inside the box (:mod:`defectgen.fit.box_masks` says how). The bank's class names are the
+        set's, so entry type ``k`` is the set's class id ``k``.
+
+        Args:
+            labelled: the images, boxes (and masks) to cut.
+            templates: one aligned defect-free ``(C, H, W)`` uint8 template per image, or None.
+            classes: keep only the boxes of these class names.
+            margin_px, ring_px, foreground: as in :meth:`from_mvtec`.
+
+        Raises:
+            ValueError: naming the argument: an unknown class, templates that do not match, no box to cut.
+        """
+        from .fit.labelled_bank import labelled_defects
+
+        margin_px, ring_px = _check_cut_settings(margin_px, ring_px, foreground)
+        defects = labelled_defects(labelled, templates, classes)
+        return cls._from_masks(defects, list(labelled.class_names), margin_px, ring_px, foreground)
+
+    @classmethod
     def _from_masks(cls, pairs: Iterable[Tuple[np.ndarray, np.ndarray, str, str]], class_names: Sequence[str],
                     margin_px: int, ring_px: int, foreground: Optional[str]) -> "DefectBank":
         """Cut and stack ``(pixels (H, W, C) uint8, non-empty mask (H, W) bool, type, where)`` pairs.
@@ -508,8 +532,11 @@ def as_bank(bank: BankSpec, foreground: Optional[str] = None) -> DefectBank:
     (:meth:`DefectBank.from_deeppcb`) when it has no ``test/`` but a ``templates/`` folder. A dict holds the
     builder's arguments, ``{"root": ..., "defects": [...], "max_per_type": 5}``, plus an optional
     ``"layout": "mvtec"`` (default) or ``"pairs"`` (``{"root": ..., "layout": "pairs", "types": ["short"]}``), so a
-    YAML recipe can transplant DeepPCB defects. ``foreground`` is the builder's default for banks read here (an
-    estimate mode, or None; ``"given"`` counts as None)."""
+    YAML recipe can transplant DeepPCB defects, or ``"labelled"``: the defect boxes of K images of any labelled set
+    (``{"layout": "labelled", "root": ..., "format": "yolo", "count": 20, "seed": 0, "classes": ["scratch"]}``,
+    chosen as ``defectgen train --real-count 20 --seed 0`` chooses them; see
+    :func:`defectgen.fit.labelled_bank.bank_from_config`). ``foreground`` is the builder's default for banks read
+    here (an estimate mode, or None; ``"given"`` counts as None)."""
     if foreground not in ESTIMATED_FOREGROUNDS:
         foreground = None
     if isinstance(bank, DefectBank):
@@ -528,7 +555,11 @@ def as_bank(bank: BankSpec, foreground: Optional[str] = None) -> DefectBank:
             return DefectBank.from_mvtec(**{"foreground": foreground, **settings})
         if layout == "pairs":
             return DefectBank.from_deeppcb(**{"foreground": foreground, **settings})
-        raise ValueError(f"a bank config's 'layout' must be 'mvtec' or 'pairs', got {layout!r}")
+        if layout == "labelled":
+            from .fit.labelled_bank import bank_from_config
+
+            return bank_from_config(settings, foreground)
+        raise ValueError(f"a bank config's 'layout' must be 'mvtec', 'pairs' or 'labelled', got {layout!r}")
     raise TypeError(f"bank must be a DefectBank, a folder path or a dict of builder arguments, "
                     f"got {type(bank).__name__}")
 

@@ -1,7 +1,7 @@
 """The ``defectgen`` command line.
 
 Each subcommand is a ``(help, add_arguments, run)`` entry of :data:`_COMMANDS`, so new ones plug in without
-touching :func:`main`: ``preview`` and ``generate`` here, ``train`` and ``eval`` from the sibling package
+touching :func:`main`: ``preview``, ``generate`` and ``fit`` here, ``train`` and ``eval`` from the sibling package
 ``detectors`` (:mod:`detectors.cli`, imported only when one of them is used). User errors (a bad option, an
 unknown operator, an empty folder) end as one ``defectgen: error: ...`` line and exit code 2, never a traceback.
 """
@@ -14,7 +14,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .cli_support import EXIT_USAGE, CliError, Parser, add_device_argument, positive_int
+from .cli_support import (EXIT_USAGE, CliError, Parser, add_device_argument, check_folder, int_at_least,
+                          positive_int, resolve_device)
 from .io import default_images, load_folder
 from .preview import preview_grid, save_png
 from .registry import create_op, list_ops
@@ -171,6 +172,68 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- fit --------------------------------------------------------------------------------------------------------
+def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    from .io.labelled import FORMATS
+
+    parser.add_argument("--real", metavar="DIR", type=Path, required=True,
+                        help="the real labelled set (folder, COCO .json or YOLO data.yaml)")
+    parser.add_argument("--real-format", choices=("auto",) + tuple(FORMATS), default="auto",
+                        help="--real's format (default: %(default)s)")
+    parser.add_argument("--real-split",
+                        help="--real's split (default: the one 'defectgen train --real' reads: train; MVTec: test)")
+    parser.add_argument("--real-count", metavar="K", type=positive_int,
+                        help="fit to K of --real's images, chosen by --seed as 'train --real-count K' chooses them "
+                             "(default: every image)")
+    parser.add_argument("--real-test-every", metavar="N", type=int_at_least(2, "an integer >= 2"),
+                        help="hold out every N-th image (sorted by name) before choosing, as a DeepPCB study's "
+                             "data.test_every N does (its K real images are chosen among the others)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0,
+                        help="chooses the K images and seeds the synthetic side of the report (default: %(default)s)")
+    parser.add_argument("--ok", metavar="DIR", type=Path,
+                        help="OK images for the synthetic side of the report and previews (an MVTec category: its "
+                             "train/good; aligned pairs: their templates); default: --real's own, if it has them")
+    parser.add_argument("--image-size", metavar="PX", type=positive_int, default=256,
+                        help="images are measured at PX x PX (aligned pairs at their own size); every measure is "
+                             "relative to the image (default: %(default)s)")
+    parser.add_argument("--samples", metavar="N", type=positive_int, default=64,
+                        help="synthetic images made and measured for the report (default: %(default)s)")
+    parser.add_argument("--out", metavar="DIR", type=Path, required=True,
+                        help="where recipe.yaml, statistics.json, report.md and the plots go; must be new or empty "
+                             "unless --force")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    parser.add_argument("--no-transplant", action="store_true",
+                        help="calibrated shapes only, no transplant of the real defects")
+    add_device_argument(parser)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from .fit import RealSpec, fit_defects
+
+    check_folder(args.real, "--real") if not args.real.is_file() else None
+    if args.ok is not None:
+        check_folder(args.ok, "--ok")
+    try:
+        spec = RealSpec(str(args.real), args.real_format, args.real_split, args.real_count, args.seed,
+                        args.real_test_every)
+        result = fit_defects(spec, args.out, ok=args.ok, samples=args.samples, image_size=args.image_size,
+                             device=resolve_device(args.device), force=args.force,
+                             transplant=not args.no_transplant)
+    except (ValueError, TypeError) as error:
+        text = str(error).splitlines()[0]
+        for name, flag in (("force=True / --force", "--force"), ("count=", "--real-count "),
+                           ("test_every=", "--real-test-every "), ("pass format=", "pass --real-format")):
+            text = text.replace(name, flag)
+        raise CliError(text) from error
+    except OSError as error:
+        raise CliError(f"{error.strerror or error}: {error.filename}" if error.filename else str(error)) from error
+    classes = ", ".join(f"{name}: {summary['defects']}" for name, summary in result.real.classes.items())
+    print(f"fitted {len(result.real.defects)} defects of {len(result.chosen)} real images ({classes})")
+    for path in result.files:
+        print(path)
+    return 0
+
+
 # -- train / eval -----------------------------------------------------------------------------------------------
 # The detectors package depends on defectgen (detectors -> defectgen), never the reverse: defectgen must not
 # import ``detectors`` at module import time, so these thin wrappers import ``detectors.cli`` only when the
@@ -217,6 +280,8 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Calla
                 _add_preview_arguments, _run_preview),
     "generate": ("make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",
                  _add_generate_arguments, _run_generate),
+    "fit": ("measure the defects of K real labelled images and write an operator recipe that makes more like "
+            "them (recipe.yaml, statistics.json, report.md with plots and previews)", _add_fit_arguments, _run_fit),
     "train": ("train a detector (CutPaste on normal images, or Faster R-CNN / YOLO on synthetic and/or real "
               "defect boxes) or the diffusion inpainting model that paints defects",
               _add_train_arguments, _run_train),

@@ -31,7 +31,8 @@ def build_op(ops: Union[OpSpec, Sequence[OpSpec], None], recipe: Optional[Union[
 
     Several ops become a :class:`~defectgen.OneOf` with equal weights and classes 1..K in the order given.
     A recipe is a YAML operator config (the registry's format); it may carry a top-level ``class_names``
-    (a list for classes 1..K, or a ``{id: name}`` mapping), which is not an operator argument.
+    (a list for classes 1..K, or a ``{id: name}`` mapping) and ``defects_per_image`` (see
+    :func:`recipe_defects_per_image`), which are not operator arguments.
     """
     if (ops is None or ops == []) == (recipe is None):
         raise ValueError("give the defects either as ops (operator names, configs or objects) or as a recipe file, "
@@ -40,6 +41,7 @@ def build_op(ops: Union[OpSpec, Sequence[OpSpec], None], recipe: Optional[Union[
     if recipe is not None:
         config = load_recipe(recipe)
         names = config.pop("class_names", None)
+        config.pop("defects_per_image", None)  # how many defects a consumer paints per image, not the operator's
         try:
             op = create_op(config)
         except (ValueError, TypeError) as error:
@@ -51,6 +53,21 @@ def build_op(ops: Union[OpSpec, Sequence[OpSpec], None], recipe: Optional[Union[
     if len(built) == 1:
         return built[0], None
     return OneOf(built, labels=list(range(1, len(built) + 1))), None
+
+
+def recipe_defects_per_image(path: Union[str, Path]) -> Optional[int]:
+    """The recipe's top-level ``defects_per_image`` (how many defects a training source or generator should paint
+    on each image; ``defectgen fit`` writes the real median there), or None when the recipe has none.
+
+    Raises:
+        ValueError: naming the recipe when it cannot be read, or the value is not an integer >= 1.
+    """
+    value = load_recipe(path).get("defects_per_image")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"recipe {str(path)!r}: defects_per_image must be an integer >= 1, got {value!r}")
+    return value
 
 
 def load_recipe(path: Union[str, Path]) -> Dict[str, Any]:
