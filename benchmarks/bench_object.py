@@ -140,7 +140,8 @@ class Bench:
             repeated = few
             for _ in range(self.args.real_repeat - 1):
                 repeated = repeated.concat(few)
-            return mix(synthetic, repeated, seed=seed)
+            # proportional, as published: each of the 20 real images --real-repeat times per epoch among the 300
+            return mix(synthetic, repeated, seed=seed, real_fraction=None)
         return synthetic
 
     def train_and_evaluate(self, detector_kind: str, run: str, seed: int) -> Dict[str, Any]:

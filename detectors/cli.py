@@ -27,6 +27,7 @@ from defectgen.cli_support import (LIBRARY_ERRORS, CliError, add_device_argument
 from .object_cli import FORMAT_CHOICES, add_object_arguments, run_train_object
 
 NAMED_PRETEXTS = ("cutpaste", "scar", "union", "3way")
+CUTPASTE_STEPS = 256  # train cutpaste's default length
 """The paper's pretext tasks (mirrors :data:`detectors.cutpaste.pretext.NAMED`, without importing torch)."""
 
 class DetectorKind(NamedTuple):
@@ -47,8 +48,13 @@ def _add_cutpaste_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"pretext task: {', '.join(NAMED_PRETEXTS)} (the paper's; default: 3way) or any "
                              "defectgen operator name (see 'defectgen preview --help'); repeat it for a multi-class "
                              "pretext, one class per operator (e.g. --pretext cutout --pretext scar)")
-    parser.add_argument("--steps", metavar="N", type=non_negative_int, default=256,
-                        help="SGD steps (0: random network, density only) (default: %(default)s)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", metavar="N", type=non_negative_int,
+                        help=f"SGD steps (0: random network, density only) (default: {CUTPASTE_STEPS} unless "
+                             "--images-seen)")
+    length.add_argument("--images-seen", metavar="N", type=positive_int,
+                        help="train until N normal images are drawn: ceil(N / --batch-size) steps (each also trains "
+                             "on their defective copies), to compare runs at equal cost")
     parser.add_argument("--image-size", metavar="PX", type=positive_int, default=256,
                         help="images are resized to PX x PX (default: %(default)s)")
     parser.add_argument("--gray", action="store_true", help="train on grayscale images (default: RGB)")
@@ -97,6 +103,13 @@ def _pretext_spec(names: Optional[List[str]]):
     return list(names)
 
 
+def _cutpaste_steps(args: argparse.Namespace) -> int:
+    """``--steps``, or the steps of ``--images-seen`` (normal images drawn, ``batch_size`` per step)."""
+    if args.images_seen is None:
+        return CUTPASTE_STEPS if args.steps is None else args.steps
+    return -(-args.images_seen // args.batch_size)  # ceil, as detectors.data.sources.steps_for (no torch here)
+
+
 def _run_train_cutpaste(args: argparse.Namespace) -> int:
     check_folder(args.data, "--data")
     if args.weights is not None and not args.weights.is_file():
@@ -117,7 +130,7 @@ def _run_train_cutpaste(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
             **({"head_layers": args.head_layers} if args.head_layers else {}))
         start = time.perf_counter()
-        detector.fit(args.data, steps=args.steps, device=device, progress=args.progress)
+        detector.fit(args.data, steps=_cutpaste_steps(args), device=device, progress=args.progress)
         seconds = time.perf_counter() - start
     except LIBRARY_ERRORS as error:
         raise library_error(error) from error
@@ -133,8 +146,8 @@ def _train_summary(detector, args: argparse.Namespace, device: str, seconds: flo
     last = detector.history[-10:]
     what = (f"Trained CutPaste ({detector.pretext_record['name']} pretext, {detector.level} level, "
             f"{detector.image_size} px {'gray' if detector.channels == 1 else 'RGB'}) on {args.data} "
-            f"for {detector.steps_trained} step{'' if detector.steps_trained == 1 else 's'} on {device} "
-            f"in {seconds:.1f} s")
+            f"for {detector.steps_trained} step{'' if detector.steps_trained == 1 else 's'} "
+            f"({detector.steps_trained * args.batch_size} normal images seen) on {device} in {seconds:.1f} s")
     if last:
         loss = sum(r["loss"] for r in last) / len(last)
         accuracy = sum(r["accuracy"] for r in last) / len(last)

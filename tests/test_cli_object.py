@@ -71,7 +71,10 @@ def test_train_from_real_labels_mixed_with_synthetic(folders, tmp_path, capsys):
     assert code == 0, err
     record = json.loads((tmp_path / "mixed" / "run.json").read_text())
     assert len(record["data"]["real_chosen"]) == 2 and record["data"]["images_per_epoch"] == 6
-    assert "on 6 images per epoch" in out
+    # mixed per batch by default (detectors.data.sources.DEFAULT_REAL_FRACTION = 0.5): 2 of each 3 real (halves
+    # round up), an epoch one pass over the 4 synthetic items
+    assert record["data"]["mixing"]["real_fraction"] == 0.5 and record["trained"]["images_seen"] == 12
+    assert "on 4 synthetic + 2 real images (2 real per batch of 3)" in out and "(4 steps, 12 images seen)" in out
 
 
 def test_resume_checks_the_settings(trained_run, folders, tmp_path, capsys):

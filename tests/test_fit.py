@@ -200,6 +200,19 @@ def test_recipe_defects_per_image(fitted, tmp_path):
     build_op(None, bad)  # build_op ignores the key, whatever its value
 
 
+def test_training_sources_paint_the_fitted_count_per_image(fitted, data):
+    """`train --recipe fit/recipe.yaml` paints the count `fit` measured, unless --defects-per-image says otherwise."""
+    from detectors.data.sources import SyntheticSource
+    from detectors.data.training_data import TrainingData, build_source
+
+    _, _, ok = data
+    assert SyntheticSource(ok, recipe=fitted.recipe_path, image_size=SIZE).defects_per_image == 2
+    assert SyntheticSource(ok, recipe=fitted.recipe_path, image_size=SIZE, defects_per_image=3).defects_per_image == 3
+    assert SyntheticSource(ok, op="cutout", image_size=SIZE).defects_per_image == 1
+    source, _ = build_source(TrainingData(ok=str(ok), recipe=str(fitted.recipe_path)), SIZE)
+    assert source.defects_per_image == 2
+
+
 def test_recipe_builds_from_another_working_directory(fitted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     op, _ = build_op(None, fitted.recipe_path)

@@ -11,10 +11,14 @@ from defectgen.io.labelled import (FORMATS, LAYOUTS, ClassMap, LabelProblemWarni
                                    read_templates, read_voc, read_yolo)
 
 from .normal import ImageSource, load_normal_images, load_test_set
-from .sources import LabelledSource, MixedSource, SyntheticSource, epoch_order, mix, source_from_folder
+from .sources import (DEFAULT_FINETUNE_START, DEFAULT_REAL_FRACTION, DEFAULT_REPLAY_FRACTION, DEFAULT_SCHEDULE,
+                      SCHEDULES, LabelledSource, MixedSource, SyntheticSource, check_mixing, epoch_order, mix,
+                      source_from_folder, steps_for, steps_per_epoch, steps_to_see, training_batches)
 
 __all__ = ["ImageSource", "load_normal_images", "load_test_set",
            "FORMATS", "LAYOUTS", "read_labelled", "detect_format", "read_yolo", "read_coco", "read_mvtec_labelled",
            "read_voc", "read_deeppcb", "read_templates", "LabelProblemWarning", "ClassMap", "parse_class_map",
            "LabelledSource", "SyntheticSource", "MixedSource", "choose_real", "mix", "source_from_folder",
-           "epoch_order"]
+           "epoch_order", "training_batches", "steps_for", "steps_to_see", "steps_per_epoch", "check_mixing",
+           "DEFAULT_REAL_FRACTION", "DEFAULT_SCHEDULE", "DEFAULT_REPLAY_FRACTION", "DEFAULT_FINETUNE_START",
+           "SCHEDULES"]

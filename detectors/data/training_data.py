@@ -7,6 +7,12 @@ and what a study recipe will name), and :func:`build_source` makes the matching 
 :mod:`~detectors.data.sources`. Classes: synthetic classes come from the operators (or the recipe's
 ``class_names``); real classes are renamed onto them with a class map, or everything is one class
 (``agnostic``), because a recipe's names rarely match a data set's.
+
+Mixing: the synthetic side (``ok`` with ``ops``/``recipe``, or a generated folder ``data``) and the real side
+(``real``) are mixed by :class:`~detectors.data.sources.MixedSource` with ``real_fraction`` of every batch real
+(``schedule="mixed"``) or a synthetic stage then a real one (``"finetune"``); the defaults are
+:mod:`~detectors.data.sources`' ``DEFAULT_*``. ``real_fraction=None`` is the old proportional mix (every item
+once per epoch; ``data`` + ``real`` are then one concatenated set, as before).
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from ..types import LabelledSet
 from defectgen.io.labelled import detect_format, parse_class_map, read_labelled
 from defectgen.io.labelled import choose_real
 
-from .sources import LabelledSource, SyntheticSource, mix
+from .sources import (DEFAULT_FINETUNE_START, DEFAULT_REAL_FRACTION, DEFAULT_REPLAY_FRACTION, DEFAULT_SCHEDULE,
+                      LabelledSource, MixedSource, SyntheticSource, check_mixing, mix)
 
 # the split a training set is read from, by format: generated and real sets train on "train"; an MVTec folder
 # has labels only in "test"; DeepPCB pairs have no splits
@@ -43,6 +50,8 @@ class TrainingData:
         agnostic: every defect is one class.
         defects_per_image, box_margin_px: for the synthetic defects (see
             :class:`~detectors.data.sources.SyntheticSource`).
+        real_fraction, schedule, replay_fraction, finetune_start: how the synthetic side and ``real`` are
+            mixed (:class:`~detectors.data.sources.MixedSource`); unused without both sides.
     """
 
     ok: Optional[str] = None
@@ -57,10 +66,15 @@ class TrainingData:
     real_count: Optional[int] = None
     class_map: Optional[Union[str, Dict[str, Optional[str]]]] = None
     agnostic: bool = False
-    defects_per_image: int = 1
+    defects_per_image: Optional[int] = None
     box_margin_px: float = 0.0
+    real_fraction: Optional[float] = DEFAULT_REAL_FRACTION
+    schedule: str = DEFAULT_SCHEDULE
+    replay_fraction: float = DEFAULT_REPLAY_FRACTION
+    finetune_start: float = DEFAULT_FINETUNE_START
 
     def __post_init__(self):
+        check_mixing(self.real_fraction, self.schedule, self.replay_fraction, self.finetune_start)
         if self.ok is None and (self.ops or self.recipe):
             raise ValueError("ops / recipe make defects over OK images: give ok= (the OK image folder) too")
         if self.ok is not None and not self.ops and not self.recipe:
@@ -75,10 +89,28 @@ class TrainingData:
                 raise ValueError("real_count needs real= (the folder the k real images are chosen from)")
             if int(self.real_count) < 1:
                 raise ValueError(f"real_count must be >= 1, got {self.real_count}")
-        if self.ok is None and (self.defects_per_image != 1 or self.box_margin_px):
+        if self.ok is None and (self.defects_per_image is not None or self.box_margin_px):
             raise ValueError("defects_per_image and box_margin_px shape the synthetic defects: give ok= too")
         if self.class_map is not None and self.agnostic:
             raise ValueError("give either a class map or agnostic=True, not both")
+        if self.ok is not None and self.data is not None and self.real is not None and self.step_based:
+            raise ValueError("a step-based mix has one synthetic side and one real side: give ok= (with ops= or "
+                             "recipe=) or data=, not both, with real=; or real_fraction=None to concatenate them "
+                             "all in proportional epochs")
+
+    @property
+    def mixed(self) -> bool:
+        """Whether there is a synthetic side and a real side to mix."""
+        return (self.ok is not None or self.data is not None) and self.real is not None
+
+    @property
+    def step_based(self) -> bool:
+        """Whether the mix (if any) is planned per step rather than proportional."""
+        return self.real_fraction is not None or self.schedule == "finetune"
+
+    def mixing(self) -> Dict[str, Any]:
+        return {"real_fraction": self.real_fraction, "schedule": self.schedule,
+                "replay_fraction": self.replay_fraction, "finetune_start": self.finetune_start}
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -97,30 +129,52 @@ def build_source(spec: TrainingData, image_size: int, channels: int = 3,
     """The training source ``spec`` describes (synthetic, labelled or mixed), at ``image_size``.
 
     Returns ``(source, description)`` where the description records what was read (counts per class, the
-    real images chosen) for the run's summary.
+    real images chosen, the mixing) for the run's summary.
     """
-    labelled: Optional[LabelledSet] = None
+    parts: Dict[str, LabelledSet] = {}
     described: Dict[str, Any] = {"spec": spec.to_dict()}
     for path, fmt, split, what in ((spec.data, spec.data_format, spec.data_split, "data"),
                                    (spec.real, spec.real_format, spec.real_split, "real")):
         if path is None:
             continue
         part = read_training_set(path, fmt, split, image_size, channels)
-        if what == "real" and spec.real_count is not None:
-            part = choose_real(part, int(spec.real_count), seed)
-            described["real_chosen"] = list(part.names)
+        if what == "real":
+            if sum(len(b) for b in part.boxes) == 0:
+                raise ValueError(f"the real set {str(path)!r} ({part.info.get('format')} labels, split "
+                                 f"{part.info.get('split')}) holds no defect box at all: real images teach a "
+                                 "detector defects through their boxes; check its labels, format and split")
+            if spec.real_count is not None:
+                if int(spec.real_count) > len(part):
+                    raise ValueError(f"real_count is {spec.real_count} but the real set {str(path)!r} has only "
+                                     f"{len(part)} images")
+                part = choose_real(part, int(spec.real_count), seed)
+                described["real_chosen"] = list(part.names)
         described[what] = {"format": part.info.get("format"), "split": part.info.get("split"),
                            "counts": part.counts(), "problems": len(part.info.get("problems", []))}
-        labelled = part if labelled is None else labelled.concat(part)
-    if labelled is not None and spec.class_map is not None:
-        labelled = labelled.mapped(parse_class_map(spec.class_map))
+        if spec.class_map is not None:
+            part = part.mapped(parse_class_map(spec.class_map))
+        parts[what] = part
+    step_mix = spec.mixed and spec.step_based  # a synthetic side and a real side, mixed per step
+    mixing = spec.mixing()
     if spec.ok is None:
-        source = LabelledSource(labelled, image_size, device, seed, agnostic=spec.agnostic)
+        if step_mix:  # a generated folder (or any labelled set) as the synthetic side
+            synthetic = LabelledSource(parts["data"], image_size, device, seed, agnostic=spec.agnostic)
+            real = LabelledSource(parts["real"], image_size, device, seed, agnostic=spec.agnostic)
+            source = MixedSource(synthetic, real, seed, **mixing)
+        else:  # one labelled set, or data + real concatenated (the proportional mix, as before)
+            labelled = parts.get("data")
+            if "real" in parts:
+                labelled = parts["real"] if labelled is None else labelled.concat(parts["real"])
+            source = LabelledSource(labelled, image_size, device, seed, agnostic=spec.agnostic)
     else:
         synthetic = SyntheticSource(spec.ok, op=spec.ops or None, recipe=spec.recipe, image_size=image_size,
                                     channels=channels, device=device, seed=seed, agnostic=spec.agnostic,
                                     defects_per_image=spec.defects_per_image, box_margin_px=spec.box_margin_px)
         described["synthetic"] = {"ok_images": len(synthetic), "classes": list(synthetic.class_names)}
+        labelled = None
+        for what in ("data", "real"):
+            if what in parts:
+                labelled = parts[what] if labelled is None else labelled.concat(parts[what])
         if labelled is None:
             source = synthetic
         else:
@@ -129,7 +183,12 @@ def build_source(spec: TrainingData, image_size: int, channels: int = 3,
                 raise ValueError(f"the labelled classes {unknown} are not among the synthetic classes "
                                  f"{list(synthetic.class_names)}: map them (class_map 'real=synthetic,...') or "
                                  "train class-agnostic")
-            source = mix(synthetic, labelled, seed=seed)
+            # without real= (ok + data) the labelled set joins proportionally, as before: mixing is between
+            # the synthetic side and the real images
+            source = mix(synthetic, labelled, seed=seed, **(mixing if step_mix else dict(mixing, real_fraction=None,
+                                                                                       schedule="mixed")))
+    if isinstance(source, MixedSource):
+        described["mixing"] = dict(source.mixing(), step_based=source.step_based)
     described["classes"] = list(source.class_names)
     described["images_per_epoch"] = len(source)
     return source, described

@@ -12,7 +12,6 @@ sits on the same image-AUROC axis as the anomaly detectors.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -68,6 +67,7 @@ class FasterRCNNDetector:
         self.history: List[Dict[str, float]] = []
         self.epochs_trained = 0
         self.steps_trained = 0
+        self.images_seen = 0  # training images shown so far, with repeats (the summed batch sizes)
 
     def _set_config(self, class_names, num_classes, image_size, channels, backbone, anchor_sizes, weights_backbone,
                     weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps, flip,
@@ -137,44 +137,62 @@ class FasterRCNNDetector:
 
     def describe(self) -> Dict[str, Any]:
         return {"detector": "fasterrcnn", "backbone": self.backbone, "class_names": list(self.class_names),
-                "config": self.config(), "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained}
+                "config": self.config(), "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
+                "images_seen": self.images_seen}
 
     def __repr__(self) -> str:
         return (f"FasterRCNNDetector({self.backbone}, classes={self.class_names}, image_size={self.image_size}; "
-                f"trained {self.epochs_trained} epochs)")
+                f"trained {self.steps_trained} steps, {self.images_seen} images seen)")
 
     # -- training -------------------------------------------------------------------------------------------------
-    def fit(self, data, epochs: int = 30, device: Union[str, torch.device, None] = None,
-            progress: Optional[bool] = None, callback: Optional[Callable[[Dict[str, float]], None]] = None,
+    def fit(self, data, epochs: Optional[int] = None, images_seen: Optional[int] = None,
+            device: Union[str, torch.device, None] = None, progress: Optional[bool] = None,
+            callback: Optional[Callable[[Dict[str, float]], None]] = None,
             checkpoint: Optional[Union[str, Path]] = None, resume: bool = False) -> "FasterRCNNDetector":
-        """Train for ``epochs`` passes over ``data``.
+        """Train for ``epochs`` passes over ``data``, or for ``images_seen`` images (one of them; neither: 30
+        epochs).
+
+        A length in images seen is the fewest steps that show that many images (``images_seen .. images_seen +
+        batch_size - 1``; :func:`~detectors.data.sources.steps_to_see`: ``ceil(images_seen / batch_size)`` when
+        every batch is full) whatever the data's size, so runs on different data are compared at equal cost; an
+        epoch is :func:`~detectors.data.sources.steps_per_epoch` steps of the source. Either way the steps walk
+        the source with :func:`~detectors.data.sources.training_batches`, and the learning-rate schedule spans
+        them.
 
         Args:
             data: a training source (:mod:`detectors.data.sources`: synthetic, labelled or mixed) or a
                 :class:`~detectors.types.LabelledSet`; its class names must be this detector's.
+            epochs: passes over ``data``; images_seen: training images instead (counted with repeats).
             device: where to train (``"auto"``, ``"cuda"``, ``"cpu"``...); default: where the network is.
             progress: progress bar with loss and ETA on stderr (default: when it is a terminal).
-            callback: called after every step with ``{"step", "epoch", "loss", "loss_classifier", ...}``.
+            callback: called after every step with ``{"step", "epoch", "images_seen", "loss", ...}``
+                (``images_seen``: the detector's total so far).
             checkpoint: file written after every epoch (network, optimiser, schedule, RNG state).
-            resume: continue the interrupted ``fit`` whose ``checkpoint`` this is (same settings and epochs).
+            resume: continue the interrupted ``fit`` whose ``checkpoint`` this is (same settings and length).
         """
-        epochs = check_int(epochs, "epochs", 1)
+        from ..data.sources import steps_per_epoch, steps_to_see, training_batches, training_length
+
+        epochs, images_seen = training_length(epochs, images_seen, default_epochs=30)
         if device is not None:
             self.to(device)
         source = self._as_source(data)
-        steps_per_epoch = math.ceil(len(source) / self.batch_size)
-        steps = epochs * steps_per_epoch
+        spe = steps_per_epoch(source, self.batch_size)
+        steps = steps_to_see(source, images_seen, self.batch_size) if images_seen is not None else epochs * spe
+        length = f"{epochs}-epoch" if images_seen is None else f"{images_seen}-images-seen"
         network = self.network
         params = [p for p in network.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.weight_decay)
         schedule = cosine_schedule(optimiser, steps, warmup=min(self.warmup_steps, steps // 4))
-        start_epochs, start_steps = self.epochs_trained, self.steps_trained
+        start_epochs, start_steps, start_images = self.epochs_trained, self.steps_trained, self.images_seen
+        counted_images = {"fit": 0}  # images of this fit's finished steps
         flips = torch.Generator().manual_seed(self.seed * 7919 + start_epochs)
         loop = TrainingLoop(network, optimiser, schedule, history=self.history, label="train fasterrcnn",
-                            unit="step", progress=progress, checkpoint=checkpoint, checkpoint_every=steps_per_epoch,
+                            unit="step", progress=progress, checkpoint=checkpoint, checkpoint_every=spe,
                             extra_state=lambda: {"flips": flips.get_state(), "rng": torch.get_rng_state(),
-                                                 "epochs": epochs, "start_epochs": start_epochs,
-                                                 "start_steps": start_steps})
+                                                 "epochs": epochs, "images_seen": images_seen,
+                                                 "total_steps": steps, "start_epochs": start_epochs,
+                                                 "start_steps": start_steps, "start_images": start_images,
+                                                 "fit_images": counted_images["fit"]})
         with torch.random.fork_rng(devices=[]):
             # torchvision samples RPN / box proposals with the global generator: seed it for this fit only
             torch.manual_seed(self.seed * 1_000_003 + start_epochs)
@@ -182,28 +200,34 @@ class FasterRCNNDetector:
                 if checkpoint is None:
                     raise ValueError("resume needs the checkpoint= file of the interrupted run")
                 extra = loop.restore()
-                if int(extra["epochs"]) != epochs:
-                    raise ValueError(f"the checkpoint is of a {int(extra['epochs'])}-epoch run, not {epochs} epochs")
+                # checkpoints before images_seen existed hold only "epochs"
+                saved_steps = int(extra.get("total_steps", int(extra["epochs"] or 0) * spe))
+                saved = (f"{extra['epochs']}-epoch" if extra.get("images_seen") is None
+                         else f"{extra['images_seen']}-images-seen")
+                if saved_steps != steps or saved != length:
+                    raise ValueError(f"the checkpoint is of a {saved} run ({saved_steps} steps), not a {length} run "
+                                     f"({steps} steps)")
                 flips.set_state(extra["flips"])
                 torch.set_rng_state(extra["rng"])
                 start_epochs, start_steps = int(extra["start_epochs"]), int(extra["start_steps"])
-            batches = {"epoch": -1, "iter": None}
+                start_images = int(extra.get("start_images", 0))
+                counted_images["fit"] = int(extra.get("fit_images", 0))
+            batches = training_batches(source, self.batch_size, steps, start_step=loop.step,
+                                       first_epoch=start_epochs)
 
             def step(i: int):
-                epoch, index = divmod(i, steps_per_epoch)
-                if batches["epoch"] != epoch:
-                    batches["epoch"], batches["iter"] = epoch, iter(source.epoch(start_epochs + epoch, self.batch_size))
-                    for _ in range(index):  # resumed mid-epoch: skip the batches already trained on
-                        next(batches["iter"])
-                batch = next(batches["iter"])
+                batch = next(batches)
                 images, targets = self._targets(batch, flips)
                 losses = network(images, targets)
-                return sum(losses.values()), {"epoch": start_epochs + epoch + 1,
+                counted_images["fit"] += len(images)
+                return sum(losses.values()), {"epoch": start_epochs + i // spe + 1,
+                                              "images_seen": start_images + counted_images["fit"],
                                               **{k: v.detach() for k, v in losses.items()}}
 
             def counted(record):
                 self.steps_trained = start_steps + loop.step
-                self.epochs_trained = start_epochs + loop.step // steps_per_epoch
+                self.epochs_trained = start_epochs + loop.step // spe
+                self.images_seen = start_images + counted_images["fit"]
                 if callback is not None:
                     callback(record)
 
@@ -268,7 +292,8 @@ class FasterRCNNDetector:
         """Write the model (network, settings, classes, training history) to ``path`` atomically."""
         state = {"format": FORMAT, "config": self.config(), "class_names": list(self.class_names),
                  "network": {k: v.cpu() for k, v in self.network.state_dict().items()},
-                 "history": self.history, "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained}
+                 "history": self.history, "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
+                 "images_seen": self.images_seen}
         return save_state(state, path)
 
     @classmethod
@@ -290,6 +315,7 @@ class FasterRCNNDetector:
         det.history = list(state["history"])
         det.epochs_trained = int(state["epochs_trained"])
         det.steps_trained = int(state["steps_trained"])
+        det.images_seen = int(state.get("images_seen", 0))  # files saved before it was counted: 0
         return det.to(device)
 
 

@@ -95,9 +95,13 @@ class SyntheticPart:
             classes.append(torch.tensor([self.class_map[int(c)] for c in lab], dtype=torch.int64))
         return to_channels(images.detach().cpu(), self.channels), boxes, classes
 
-    def paint_for_epoch(self, ok_index: int, epoch: int):
-        """The defect OK image ``ok_index`` gets in ``epoch``: a function of (seed, epoch, index) only."""
-        images, boxes, classes = self.paint([ok_index], index_seed(self.seed, ok_index, f"yolo-epoch-{epoch}"))
+    def paint_for_epoch(self, ok_index: int, epoch: int, unit: str = "epoch"):
+        """The defect OK image ``ok_index`` gets in ``epoch`` (``unit="epoch"``) or at global step ``epoch``
+        (``unit="step"``, runs counted in steps: every draw of an image gets its own defect): a function of
+        (seed, unit, tag, index) only."""
+        if unit not in ("epoch", "step"):
+            raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
+        images, boxes, classes = self.paint([ok_index], index_seed(self.seed, ok_index, f"yolo-{unit}-{epoch}"))
         return images[0], boxes[0], classes[0]
 
 
@@ -105,7 +109,9 @@ def split_sources(data: Any) -> Tuple[List[LabelledSet], List[Any]]:
     """``data`` as (labelled sets, synthetic sources).
 
     Accepted: a :class:`LabelledSet`; a labelled source (``.labelled``: a LabelledSet); a synthetic source
-    (``.ok_images`` and ``.op``); a mixed source (``.synthetic`` and ``.real``, each one of these).
+    (``.ok_images`` and ``.op``); a mixed source (``.synthetic`` and ``.real``, each one of these). A mixed
+    source's real images come first (set 0, every image its own file), then its synthetic side: a labelled
+    one is set 1, a synthetic one the synthetic source (see :func:`mixed_files`).
     """
     if isinstance(data, LabelledSet):
         return [data], []
@@ -130,6 +136,20 @@ def split_sources(data: Any) -> Tuple[List[LabelledSet], List[Any]]:
                             names=names)], []
     raise TypeError("the yolo detector trains on a LabelledSet or a training source from detectors.data.sources "
                     f"(LabelledSource, SyntheticSource, MixedSource), got {type(data).__name__}")
+
+
+def mixed_files(data: Any, run_data: RunData) -> Tuple[List[str], List[str]]:
+    """``(synthetic files, real files)`` of a mixed source written by :func:`prepare_run_data`: the file name
+    of its synthetic item ``k`` (an OK image, or an image of a generated set) and of its real image ``k``, the
+    indices :meth:`~detectors.data.sources.MixedSource.plan` gives."""
+    if not (hasattr(data, "synthetic") and hasattr(data, "real")):
+        raise TypeError(f"mixed_files needs a mixed source, got {type(data).__name__}")
+    real = run_data.set_files[0] if data.real is not None else []
+    if run_data.synthetic is not None:
+        synthetic = run_data.synthetic_files()
+    else:  # a labelled synthetic side (a generated folder read back) is the set after the real one
+        synthetic = run_data.set_files[1 if data.real is not None else 0]
+    return synthetic, real
 
 
 def synthetic_class_names(source: Any) -> Dict[int, str]:
@@ -192,6 +212,15 @@ class RunData:
     synthetic: Optional[SyntheticPart]
     fingerprint: str
     counts: Dict[str, int]
+    set_files: List[List[str]] = field(default_factory=list)
+    """The file names (in ``images/train``) of each labelled set's images, in the set's order: item ``k`` of
+    set ``i`` is ``set_files[i][k]`` (what lets a batch plan address single real images)."""
+
+    def synthetic_files(self) -> List[str]:
+        """The file names of the OK images, in the synthetic source's order (empty without one)."""
+        if self.synthetic is None:
+            return []
+        return [name for name, _ in sorted(self.synthetic.files.items(), key=lambda item: item[1])]
 
 
 class _Writer:
@@ -249,12 +278,16 @@ def prepare_run_data(sets: Sequence[LabelledSet], synthetic: Sequence[Any], clas
     counts = {"labelled": 0, "ok": 0, "val": 0}
     generator = torch.Generator().manual_seed(seed)
     monitor: List[Tuple[torch.Tensor, torch.Tensor, List[int]]] = []
+    set_files: List[List[str]] = []
 
     for labelled in sets:
         items = list(_labelled_items(labelled, class_names, image_size, channels))
         chosen = set(torch.randperm(len(items), generator=generator)[:MONITOR_IMAGES].tolist())
+        set_files.append([])
         for i, (image, boxes, classes) in enumerate(items):
-            writer.image("train", f"img_{counts['labelled']:06d}", image, boxes, classes)
+            stem = f"img_{counts['labelled']:06d}"
+            writer.image("train", stem, image, boxes, classes)
+            set_files[-1].append(f"{stem}.png")
             counts["labelled"] += 1
             if i in chosen and len(monitor) < MONITOR_IMAGES:
                 monitor.append((image, boxes, classes))
@@ -315,7 +348,7 @@ def prepare_run_data(sets: Sequence[LabelledSet], synthetic: Sequence[Any], clas
             + yaml.safe_dump({"path": str(root), "train": data["train"], "val": data["val"], "nc": data["nc"],
                               "names": names, "channels": 3}, sort_keys=False))
     write_text_atomic(root / "data.yaml", text)
-    return RunData(root, root / "data.yaml", data, part, writer.digest.hexdigest(), counts)
+    return RunData(root, root / "data.yaml", data, part, writer.digest.hexdigest(), counts, set_files)
 
 
 def _describe_op(source: Any) -> str:
@@ -329,5 +362,5 @@ def _describe_op(source: Any) -> str:
     return json.dumps({"op": described, **settings}, sort_keys=True, default=str)
 
 
-__all__ = ["SyntheticPart", "RunData", "prepare_run_data", "split_sources", "source_class_names",
+__all__ = ["SyntheticPart", "RunData", "prepare_run_data", "split_sources", "mixed_files", "source_class_names",
            "synthetic_class_names", "to_channels", "MONITOR_IMAGES"]
