@@ -157,8 +157,68 @@ def anomaly_summary(study: str, families: Optional[List[str]] = None, baseline: 
     return markdown_table(header, table) + "\n\n" + _study_provenance(study, study_rows(study))
 
 
+def _shots(regime: str) -> Optional[int]:
+    """K of a regime: 0 for synthetic only, K for synthetic+K, None for all real images."""
+    if regime == "synthetic":
+        return 0
+    return int(regime.split("+", 1)[1]) if regime.startswith("synthetic+") else None
+
+
+def fewshot_curves(rows, detector: str, metric: str = "map_50") -> Dict[str, Dict[int, List[float]]]:
+    """``{family: {K: [value per seed]}}`` of one detector on the real test set (K = 0: synthetic only)."""
+    curves: Dict[str, Dict[int, List[float]]] = {}
+    for family in _families(rows):
+        for regime in sorted({r["regime"] for r in rows}, key=lambda g: (_shots(g) is None, _shots(g) or 0)):
+            k = _shots(regime)
+            values = _values(rows, family, regime, detector, metric)
+            if k is not None and values:
+                curves.setdefault(family, {})[k] = values
+    return curves
+
+
+def real_images_worth(curve: Dict[int, List[float]], value: float) -> str:
+    """How many real images alone reach ``value``: the "K real alone" curve (means, K > 0) interpolated linearly
+    in log K between measured K; "< K_min" / "> K_max" outside the measured range."""
+    import math
+
+    points = sorted((k, statistics.fmean(v)) for k, v in curve.items() if k > 0)
+    if not points:
+        return "-"
+    if value < points[0][1]:
+        return f"< {points[0][0]}"
+    for (k0, m0), (k1, m1) in zip(points, points[1:]):
+        if m0 <= value <= m1 and m1 > m0:
+            t = (value - m0) / (m1 - m0)
+            return f"{math.exp(math.log(k0) + t * (math.log(k1) - math.log(k0))):.0f}"
+    best = max(points, key=lambda p: p[1])
+    return f"> {best[0]}" if value > best[1] else f"≈ {best[0]}"
+
+
+def fewshot_summary(study: str) -> str:
+    """Per detector: family × K (mAP@50 mean ± std over seeds on the real test set), each family's Δ against K
+    real alone, and how many real images alone the synthetic + 10 real run is worth."""
+    rows = study_rows(study)
+    parts = []
+    for detector in sorted({r["detector"] for r in rows}):
+        curves = fewshot_curves(rows, detector)
+        ks = sorted({k for c in curves.values() for k in c})
+        base = curves.get("none", {})
+        table = []
+        for family, curve in curves.items():
+            name = "K real alone" if family == "none" else f"{family} + K real"
+            cells = [_pct(curve.get(k, [])) if family != "none" or k else "-" for k in ks]
+            deltas = ["-" if family == "none" else _delta(curve.get(k, []), base.get(k, [])) for k in ks if k]
+            worth = "-" if family == "none" or 10 not in curve else real_images_worth(base, statistics.fmean(curve[10]))
+            table.append([name] + cells + [" / ".join(deltas), worth])
+        header = ["training data"] + [f"K = {k}" for k in ks] + \
+            [f"Δ vs K real alone (K = {', '.join(str(k) for k in ks if k)})", "+ 10 real is worth (real images)"]
+        parts.append(f"**{detector}**, mAP@50 on the real test images\n\n" + markdown_table(header, table))
+    return "\n\n".join(parts) + "\n\n" + _study_provenance(study, rows)
+
+
 STUDY_TABLES: Dict[str, Callable[[str], str]] = {"deeppcb_summary": deeppcb_summary,
-                                                 "anomaly_summary": anomaly_summary}
+                                                 "anomaly_summary": anomaly_summary,
+                                                 "fewshot_summary": fewshot_summary}
 
 
 # -- the pages ------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from defectgen import create_op
 ROOT = Path(__file__).resolve().parents[1]
 
 
-STUDY_RECIPES = sorted((ROOT / "recipes").glob("ablation_*.yaml"))
+STUDY_RECIPES = sorted(set((ROOT / "recipes").glob("ablation_*.yaml")) | set((ROOT / "recipes").glob("fewshot_*.yaml")))
 # diffusion recipes name a model folder the user trains first: tests/test_diffusion.py runs them with a tiny one
 MODEL_RECIPES = sorted((ROOT / "recipes").glob("diffusion_*.yaml"))
 OPERATOR_RECIPES = sorted(set((ROOT / "recipes").glob("*.yaml")) - set(STUDY_RECIPES) - set(MODEL_RECIPES))
@@ -31,7 +31,9 @@ def test_recipe_builds_and_runs(path):
 
 @pytest.mark.parametrize("path, cells", [(p, {"ablation_deeppcb.yaml": {"cpu": 32, "gpu": 96},
                                                 "ablation_bottle.yaml": {"cpu": 18, "gpu": 45},
-                                                "ablation_bottle_diffusion.yaml": {"cpu": 6, "gpu": 15}}[p.name])
+                                                "ablation_bottle_diffusion.yaml": {"cpu": 6, "gpu": 15},
+                                                "fewshot_deeppcb.yaml": {"cpu": 18, "cpu_fasterrcnn": 4,
+                                                                         "gpu": 132}}[p.name])
                                          for p in STUDY_RECIPES], ids=lambda v: getattr(v, "name", ""))
 def test_study_recipes_load_and_expand_for_every_budget(path, cells):
     """The shipped study recipes (defectgen ablate) are valid for each budget; they name ../shared/data."""

@@ -6,17 +6,32 @@ is never run again and a killed one is simply run again from the start.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
-from .data import StudyData, family_op
-from .recipe import BASELINE, Cell, Study, real_count
+from .data import StudyData, family_op, fitted_recipe
+from .recipe import BASELINE, REGIME_K, Cell, Study, real_count
+
+
+def family_spec(study: Study, cell: Cell) -> Any:
+    """``cell``'s family spec with a transplant's ``pairs: k`` made the regime's ``K``: the transplanted defects
+    then come from the cell's own real images (``choose_real(real_train, K, seed)``, the rule both use)."""
+    spec = study.families[cell.family]
+    if isinstance(spec, Mapping) and "fit" in spec:  # fitted to the cell's own K real images
+        return {"fit": dict(spec["fit"], k=real_count(cell.regime))}
+    if isinstance(spec, Mapping) and "transplant" in spec and spec["transplant"].get("pairs") == REGIME_K:
+        k = real_count(cell.regime)
+        if not k:  # load_study refuses this; a hand-made Cell could still ask
+            raise ValueError(f"family {cell.family!r} transplants the regime's K real images (pairs: k), but regime "
+                             f"{cell.regime!r} has no K")
+        return {"transplant": dict(spec["transplant"], pairs=k)}
+    return spec
 
 
 def training_source(study: Study, data: StudyData, cell: Cell, device: str):
-    """The object detector's training source of ``cell``: synthetic, synthetic + K real, or real only."""
+    """The object detector's training source of ``cell``: synthetic, synthetic + K real (mixed as the study's
+    ``mixing`` says, through :func:`~detectors.data.sources.mix`), or real only."""
     from defectgen.io.labelled import choose_real
 
     from ..data.sources import LabelledSource, SyntheticSource, mix
@@ -27,12 +42,17 @@ def training_source(study: Study, data: StudyData, cell: Cell, device: str):
     if cell.family == BASELINE:  # "K real alone" (synthetic+K) or "all real" (real)
         real = data.real_train if k is None else choose_real(data.real_train, k, cell.seed)
         return LabelledSource(real, study.image_size, device, cell.seed, agnostic=agnostic)
-    synthetic = SyntheticSource(data.ok_train, op=family_op(study, study.families[cell.family], data, cell.seed),
+    spec = family_spec(study, cell)
+    if isinstance(spec, Mapping) and "fit" in spec:  # a fitted recipe paints the count per image it measured
+        op, defects_per_image, _ = fitted_recipe(study, spec["fit"], cell.seed)
+    else:
+        op, defects_per_image = family_op(study, spec, data, cell.seed), study.synthetic["defects_per_image"]
+    synthetic = SyntheticSource(data.ok_train, op=op,
                                 image_size=study.image_size, device=device, seed=cell.seed, agnostic=agnostic,
-                                defects_per_image=study.synthetic["defects_per_image"],
+                                defects_per_image=defects_per_image,
                                 box_margin_px=study.synthetic["box_margin"] * study.image_size)
     if k:
-        return mix(synthetic, data.real_train, k, seed=cell.seed)
+        return mix(synthetic, data.real_train, k, seed=cell.seed, **study.mixing)
     return synthetic
 
 
@@ -42,13 +62,13 @@ def _pretext(study: Study, data: StudyData, cell: Cell):
         return "3way"  # unused: the untrained control takes no step
     if "pretext" in spec:
         return spec["pretext"]
-    return family_op(study, spec, data, cell.seed)
+    return family_op(study, family_spec(study, cell), data, cell.seed)
 
 
 def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
           log: Callable[[str], None]) -> Dict[str, Any]:
-    """Train ``cell``'s detector; returns ``{"detector", "record"}`` (the record: epochs / steps, images per
-    epoch, training seconds)."""
+    """Train ``cell``'s detector; returns ``{"detector", "record"}`` (the record: epochs or steps, the images seen
+    and steps an object detector trained, images per epoch, training seconds)."""
     from ..registry import create_detector
 
     spec = study.detectors[cell.detector]
@@ -70,12 +90,15 @@ def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
         record = {"steps": steps, "images_per_epoch": len(data.ok_train)}
     else:
         source = training_source(study, data, cell, device)
-        epochs = spec["epochs"] if "epochs" in spec else max(1, math.ceil(spec["images_seen"] / len(source)))
+        # exactly images_seen images (steps of the batch size), whatever the data's size: equal cost per cell
+        length = {"epochs": spec["epochs"]} if "epochs" in spec else {"images_seen": spec["images_seen"]}
         detector = create_detector(spec["kind"], class_names=list(source.class_names), **settings)
-        log(f"train {spec['kind']} on {source!r}: {epochs} epochs of {len(source)} images")
+        log(f"train {spec['kind']} on {source!r}: " + ", ".join(f"{k} {v}" for k, v in length.items()))
         extra = {"out": folder / "run"} if spec["kind"] == "yolo" else {}
-        detector.fit(source, epochs=epochs, device=device, progress=False, callback=callback, **extra)
-        record = {"epochs": epochs, "images_per_epoch": len(source)}
+        detector.fit(source, **length, device=device, progress=False, callback=callback, **extra)
+        record = {**({"epochs": spec["epochs"]} if "epochs" in spec else {}),
+                  "images_seen": getattr(detector, "images_seen", None),
+                  "steps": getattr(detector, "steps_trained", None), "images_per_epoch": len(source)}
     record["train_seconds"] = round(time.perf_counter() - start, 2)
     return {"detector": detector, "record": record}
 

@@ -205,7 +205,34 @@ def family_op(study: Study, spec: Any, data: Optional[StudyData], seed: int):
 
         ops = Pretext(spec["pretext"]).ops
         return ops[0] if len(ops) == 1 else OneOf(ops, labels=list(range(1, len(ops) + 1)))
+    if "fit" in spec:
+        return fitted_recipe(study, spec["fit"], seed)[0]
     return transplant_op(study, spec["transplant"], data, seed)
+
+
+def fitted_recipe(study: Study, spec: Dict[str, Any], seed: int):
+    """``(operator, defects_per_image, recipe)`` of a ``fit`` family: ``defectgen fit`` (:mod:`defectgen.fit`)
+    run on the cell's own ``spec["k"]`` real training images — chosen from the study's training pairs by
+    :func:`~defectgen.io.labelled.choose_real` with ``seed``, the images a ``synthetic+K`` cell trains on — and its
+    recipe built in memory. ``defects_per_image`` is the count per image the fit measured."""
+    from defectgen.fit import RealSpec, fit_recipe, measure_defects, read_real
+    from defectgen.generation.job import build_op
+
+    k = spec.get("k")
+    if not k:
+        raise ValueError("a fit family learns from the regime's K real images: its cells need a synthetic+K regime")
+    if study.data["format"] != "deeppcb":
+        raise ValueError("a fit family in a study reads its K real training images from aligned pairs "
+                         "(data.format deeppcb); for other data run `defectgen fit` and name its recipe")
+    real = RealSpec(str(study.resolve_path(study.data["root"])), "deeppcb", count=int(k), seed=seed,
+                    test_every=study.data.get("test_every")).resolved()
+    chosen, templates, _, _ = read_real(real, study.image_size)
+    statistics = measure_defects(chosen, templates=templates)
+    recipe = fit_recipe(statistics, real, transplant=spec.get("transplant", True),
+                        variety_prior=spec.get("variety_prior", 10.0))
+    config = {key: value for key, value in recipe.items() if key not in ("class_names", "defects_per_image")}
+    op = build_op(config, None)[0]
+    return op, int(recipe["defects_per_image"]), recipe
 
 
 def transplant_op(study: Study, spec: Dict[str, Any], data: Optional[StudyData], seed: int):

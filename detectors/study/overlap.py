@@ -156,7 +156,7 @@ def family_training_files(study: Study, spec: Any, listing: Optional[_Listing] =
     listing = listing or _Listing(study)
     if spec == BASELINE or not isinstance(spec, Mapping):
         return {}
-    if "transplant" in spec:
+    if "transplant" in spec or "fit" in spec:  # both learn from real defects of the data's training pairs
         if study.data["format"] != "deeppcb":
             return {}
         root = study.resolve_path(study.data["root"])

@@ -16,7 +16,8 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
       cutpaste: {op: cutpaste}               # any registered operator name or config (a list: one class each)
       pcb: {recipe: pcb_defects.yaml}        # an operator recipe file
       three_way: {pretext: 3way}             # a CutPaste detector's named pretext
-      transplant: {transplant: {pairs: 20}}  # real defects of k training pairs, moved onto OK images
+      transplant: {transplant: {pairs: 20}}  # real defects of k training pairs, moved onto OK images ("k":
+                                             # the synthetic+K regime's K real images, the same ones)
       # any family may add allow_overlap: true (see below)
     regimes: [synthetic, synthetic+20, real]
     detectors:
@@ -29,6 +30,7 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
     seeds: [0, 1, 2]
     metrics: [map_50, image_auroc]
     image_size: 320
+    mixing: {real_fraction: 0.5, schedule: mixed}   # how synthetic+K mixes its K real images (the defaults)
     budgets:                   # named overrides: top-level keys, and per detector its own keys
       cpu: {image_size: 256, seeds: [0], detectors: {fasterrcnn: {images_seen: 600}}}
       gpu: {image_size: 640}
@@ -36,9 +38,16 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
 Regimes: ``synthetic`` trains on the family's defects over the OK images only; ``synthetic+K`` adds ``K`` real
 labelled training images (chosen by the seed); ``real`` trains on every real training image. The ``none``
 family under ``synthetic+K`` is "K real images alone", and ``real`` is run for ``none`` only (it has no
-synthetic part), so the real-only and K-real baselines are rows of the ``none`` family. Object detectors
-(boxes) take every regime; anomaly detectors (the CutPaste detector) train on normal images with the family
-as pretext, so they take ``synthetic`` only, and their ``none`` is the untrained network (the density alone).
+synthetic part), so the real-only and K-real baselines are rows of the ``none`` family. ``mixing`` says how a
+``synthetic+K`` cell mixes its ``K`` real images into the synthetic ones (:class:`~detectors.data.sources.MixedSource`:
+``real_fraction`` of every batch, or ``schedule: finetune`` with ``replay_fraction`` and ``finetune_start``;
+``real_fraction: null`` is the old proportional mix, every image once per epoch); only those cells record it.
+Object detectors train for ``images_seen`` images (the fewest steps that show that many,
+``ceil(images_seen / batch_size)`` when every batch is full, whatever the data's size) or for ``epochs``.
+
+Object detectors (boxes) take every regime; anomaly detectors (the CutPaste detector) train on normal images
+with the family as pretext, so they take ``synthetic`` only, and their ``none`` is the untrained network (the
+density alone).
 
 No test data in training: a family whose training data (a DefectBank its operators read from an MVTec or
 aligned-pairs folder, an inpainting model folder's recorded training images, a transplant family's pairs)
@@ -65,13 +74,15 @@ import yaml
 from ..registry import detector_class, list_detectors
 
 TOP_KEYS = ("name", "description", "data", "families", "regimes", "detectors", "test_sets", "seeds", "metrics",
-            "image_size", "synthetic", "budgets")
+            "image_size", "synthetic", "mixing", "budgets")
 DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test", "defect_split")
 DEFECT_SPLIT_KEYS = ("shots", "seed")
 DATA_FORMATS = ("deeppcb", "mvtec", "folder")
 DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic")
 SYNTHETIC_KEYS = ("defects_per_image", "box_margin")
-FAMILY_KINDS = ("op", "recipe", "pretext", "transplant")
+MIXING_KEYS = ("real_fraction", "schedule", "replay_fraction", "finetune_start")
+FAMILY_KINDS = ("op", "recipe", "pretext", "transplant", "fit")
+FIT_KEYS = ("transplant", "variety_prior")
 FAMILY_FLAGS = ("allow_overlap",)
 TRANSPLANT_KEYS = ("pairs", "groups", "blend", "match_brightness")
 TEST_SET_KEYS = ("path", "format", "split", "synthetic", "images", "seed")
@@ -82,6 +93,7 @@ sets with masks), image AUROC / AP from both."""
 ANOMALY_KINDS = ("cutpaste",)
 """Detector kinds that train on normal images with a pretext (synthetic defects only, no boxes)."""
 BASELINE = "none"
+REGIME_K = "k"
 REGIME = re.compile(r"^(synthetic|real|synthetic\+(\d+))$")
 DEFAULT_SEEDS = [0]
 
@@ -137,6 +149,8 @@ class Study:
     metrics: List[str]
     image_size: int
     synthetic: Dict[str, Any]
+    # how synthetic+K cells mix their K real images (detectors.data.sources.MixedSource's settings)
+    mixing: Dict[str, Any] = field(default_factory=dict)
     # each family's spec as a cell records it: an operator recipe file's spec also holds a hash of the file's
     # text (read once, at load), so editing the file makes new cells
     family_records: Dict[str, Any] = field(default_factory=dict)
@@ -192,7 +206,7 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
                   detectors=_check_detectors(raw["detectors"]), test_sets=raw["test_sets"],
                   seeds=_check_seeds(raw.get("seeds", DEFAULT_SEEDS)), metrics=_check_metrics(raw.get("metrics")),
                   image_size=_check_positive(raw.get("image_size", 256), "image_size"),
-                  synthetic=_check_synthetic(raw.get("synthetic", {})))
+                  synthetic=_check_synthetic(raw.get("synthetic", {})), mixing=_check_mixing(raw.get("mixing", {})))
     study.test_sets = _check_test_sets(raw["test_sets"], study)
     _check_combinations(study)
     study.family_records = {name: _family_record(study, spec) for name, spec in study.families.items()}
@@ -241,6 +255,10 @@ def _apply_budget(raw: Dict[str, Any], budget: Optional[str]) -> Dict[str, Any]:
     detectors = override.get("detectors", {})
     _check_keys(detectors, list(raw["detectors"]), f"budgets.{budget}.detectors")
     merged = _merge({k: v for k, v in raw.items() if k != "budgets"}, override)
+    for section in ("families", "detectors"):  # set to null in a budget: left out at that budget (budgets merge,
+        dropped = [name for name, spec in (override.get(section) or {}).items() if spec is None]  # never remove)
+        if dropped:
+            merged[section] = {k: v for k, v in merged[section].items() if k not in dropped}
     merged["budgets"] = budgets
     return merged
 
@@ -323,8 +341,8 @@ def _check_families(families: Any) -> Tuple[Dict[str, Any], Dict[str, bool]]:
             raise RecipeError(f"{where} is the no-synthetic-defects baseline: write '{BASELINE}: {BASELINE}'")
         if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in FAMILY_KINDS:
             raise RecipeError(f"{where} must be one of {{op: name or config}}, {{recipe: file}}, {{pretext: "
-                              f"name}}, {{transplant: {{pairs: K}}}} (plus allow_overlap: true, optionally); got "
-                              f"{spec!r}")
+                              f"name}}, {{transplant: {{pairs: K}}}}, {{fit: {{}}}} (plus allow_overlap: true, "
+                              f"optionally); got {spec!r}")
         kind, value = next(iter(spec.items()))
         if kind == "op":
             _check_op(value, where)
@@ -335,9 +353,21 @@ def _check_families(families: Any) -> Tuple[Dict[str, Any], Dict[str, bool]]:
                 raise RecipeError(f"{where}.pretext must be one of {', '.join(NAMED)}, got {value!r}")
         elif kind == "recipe" and not isinstance(value, str):
             raise RecipeError(f"{where}.recipe must be a file name, got {value!r}")
+        elif kind == "fit":
+            _check_keys(value if value is not None else {}, FIT_KEYS, f"{where}.fit")
+            value = dict(value or {})
+            if not isinstance(value.get("transplant", True), bool):
+                raise RecipeError(f"{where}.fit.transplant must be true or false, got {value['transplant']!r}")
+            prior = value.get("variety_prior", 10.0)
+            if isinstance(prior, bool) or not isinstance(prior, (int, float)) or prior < 0:
+                raise RecipeError(f"{where}.fit.variety_prior must be a number >= 0, got {prior!r}")
         elif kind == "transplant":
             _check_keys(value, TRANSPLANT_KEYS, f"{where}.transplant")
-            _check_positive(value.get("pairs"), f"{where}.transplant.pairs")
+            if value.get("pairs") != REGIME_K:
+                try:
+                    _check_positive(value.get("pairs"), f"{where}.transplant.pairs")
+                except RecipeError as error:
+                    raise RecipeError(f"{error} (or '{REGIME_K}': the regime's K real images)") from None
         out[name] = {kind: value}
     return out, allow
 
@@ -410,8 +440,8 @@ def _check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
             if "steps" in spec:
                 raise RecipeError(f"{where}.steps: object detectors train for images_seen (or epochs)")
             if ("images_seen" in spec) == ("epochs" in spec):
-                raise RecipeError(f"{where} needs images_seen (training images per run; the epochs follow from "
-                                  "the data's size) or epochs, one of them")
+                raise RecipeError(f"{where} needs images_seen (training images per run, whatever the data's "
+                                  "size) or epochs, one of them")
             key = "images_seen" if "images_seen" in spec else "epochs"
             resolved[key] = _check_positive(spec[key], f"{where}.{key}")
             resolved["agnostic"] = bool(spec.get("agnostic", True))
@@ -456,6 +486,23 @@ def _check_synthetic(synthetic: Any) -> Dict[str, Any]:
         raise RecipeError(f"synthetic.box_margin is a fraction of the image side in [0, 0.5), got {margin!r}")
     out["box_margin"] = float(margin)
     return out
+
+
+def _check_mixing(mixing: Any) -> Dict[str, Any]:
+    """``mixing`` resolved over the library defaults (:mod:`detectors.data.sources`), checked."""
+    from ..data.sources import (DEFAULT_FINETUNE_START, DEFAULT_REAL_FRACTION, DEFAULT_REPLAY_FRACTION,
+                                DEFAULT_SCHEDULE, check_mixing)
+
+    _check_keys(mixing if mixing is not None else {}, MIXING_KEYS, "mixing")
+    given = dict(mixing or {})
+    resolved = {"real_fraction": given.get("real_fraction", DEFAULT_REAL_FRACTION),
+                "schedule": given.get("schedule", DEFAULT_SCHEDULE),
+                "replay_fraction": given.get("replay_fraction", DEFAULT_REPLAY_FRACTION),
+                "finetune_start": given.get("finetune_start", DEFAULT_FINETUNE_START)}
+    try:
+        return check_mixing(**resolved)
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"mixing.{error}") from None
 
 
 def _check_test_sets(test_sets: Any, study: Study) -> Dict[str, Any]:
@@ -521,6 +568,16 @@ def _check_combinations(study: Study) -> None:
     if anomaly and not objects and any(r != "synthetic" for r in study.regimes):
         raise RecipeError(f"regimes {study.regimes}: anomaly detectors ({', '.join(anomaly)}) train on normal "
                           "images only; use regimes: [synthetic]")
+    for name, spec in study.families.items():
+        if isinstance(spec, Mapping) and "fit" in spec and study.data["format"] != "deeppcb":
+            raise RecipeError(f"families.{name}: a fit family reads its K real training images from aligned pairs "
+                              f"(data.format deeppcb), not {study.data['format']!r}; for other data run `defectgen "
+                              "fit` once and name its recipe.yaml in a {recipe: ...} family")
+    if not any(real_count(r) for r in study.regimes):
+        for name, spec in study.families.items():
+            if needs_real_k(spec):
+                raise RecipeError(f"families.{name} learns from the regime's K real images ({_k_reason(spec)}) but "
+                                  f"no regime has any (regimes {study.regimes}): add a synthetic+K regime")
     if objects and not any(f != BASELINE for f in study.families) and "synthetic" in study.regimes:
         raise RecipeError("regime synthetic needs a family with defects (not only 'none')")
     if any(r != "synthetic" for r in study.regimes) and objects and study.data["format"] == "mvtec" \
@@ -549,12 +606,25 @@ def expand(study: Study) -> List[Cell]:
     return cells
 
 
+def needs_real_k(spec: Any) -> bool:
+    """Whether a family learns its defects from the cell's own K real images (a ``fit`` family, or a transplant
+    of ``pairs: k``): it has no cell in a regime without K real images."""
+    return isinstance(spec, Mapping) and ("fit" in spec or (
+        "transplant" in spec and (spec["transplant"] or {}).get("pairs") == REGIME_K))
+
+
+def _k_reason(spec: Mapping[str, Any]) -> str:
+    return "fit" if "fit" in spec else f"transplant pairs: {REGIME_K}"
+
+
 def applies(study: Study, family: str, regime: str, detector: str) -> bool:
     """Whether ``(family, regime, detector)`` is a cell of the study (see :func:`expand`)."""
     if study.is_anomaly(detector):
-        return regime == "synthetic"
+        return regime == "synthetic" and not needs_real_k(study.families[family])
     if regime == "real":
         return family == BASELINE
+    if regime == "synthetic" and needs_real_k(study.families[family]):
+        return False  # it learns from the K real images, and there are none
     return not (regime == "synthetic" and family == BASELINE)
 
 
@@ -567,6 +637,8 @@ def cell_settings(study: Study, family: str, regime: str, detector: str, seed: i
                 "detector": {"name": detector, **spec}, "image_size": study.image_size, "seed": seed}
     if family != BASELINE and not study.is_anomaly(detector):
         settings["synthetic"] = dict(study.synthetic)
+        if real_count(regime):  # synthetic+K: how its K real images are mixed in (other cells keep their hash)
+            settings["mixing"] = dict(study.mixing)
     return settings
 
 
