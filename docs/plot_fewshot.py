@@ -41,6 +41,7 @@ def plot(study: str, out: Path) -> Path:
             style = dict(color="black", linewidth=2.5) if family == "none" else {}
             ax.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, label=label, **style)
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the measured K are labelled
         ax.set_xticks([position[k] for k in ks])
         ax.set_xticklabels([str(k) for k in ks])
         ax.set_xlabel("real training images K (0: synthetic only)")
