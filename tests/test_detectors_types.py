@@ -128,5 +128,6 @@ def test_build_source_kinds(tmp_path):
         build_source(TrainingData(ok=str(ok), ops=["cutout"], real=str(real)), 32)
     source, _ = build_source(TrainingData(ok=str(ok), ops=["cutout"], real=str(real), agnostic=True,
                                           defects_per_image=2, box_margin_px=2), 32)
-    batch = next(iter(source.epoch(0, 8)))
-    assert source.class_names == (AGNOSTIC_CLASS,) and len(batch.images) == 7
+    batch = next(iter(source.epoch(0, 8)))  # the default mix: half of each batch real (3 real images, oversampled)
+    assert source.class_names == (AGNOSTIC_CLASS,) and len(batch.images) == 8
+    assert [len(b) for b in batch.boxes] == [2] * 4 + [1] * 4  # 2 synthetic defects per image, then the real ones
