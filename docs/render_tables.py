@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from raw_results import markdown_table, provenance, read_raw  # noqa: E402
 
 #: the Markdown files that may hold generated tables
-PAGES = ["README.md", "benchmarks/README.md", "docs/diffusion.md", "docs/anomalib.md", "docs/ablate.md"]
+PAGES = ["README.md", "benchmarks/README.md", "docs/diffusion.md", "docs/anomalib.md", "docs/ablate.md",
+         "docs/fewshot.md"]
 MARKER = re.compile(r"(<!-- table: (?P<source>[^#\s]+)#(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)",
                     re.DOTALL)
 

@@ -56,3 +56,30 @@ def test_raw_files_name_their_command_versions_and_machine():
         for key in ("benchmark", "command", "date", "versions", "machine", "results"):
             assert key in raw, f"{path.name} has no {key!r}"
         assert raw["command"].startswith(("python ", "OMP_NUM_THREADS", "defectgen ")), path.name
+
+
+def test_real_images_worth_interpolates_the_k_alone_curve_in_log_k(render):
+    curve = {5: [0.20, 0.22], 10: [0.30], 50: [0.50]}
+    assert render.real_images_worth(curve, 0.30) == "10"
+    assert render.real_images_worth(curve, 0.40) == "22"        # exp(mean(log 10, log 50)) = 22.4
+    assert render.real_images_worth(curve, 0.10) == "< 5"
+    assert render.real_images_worth(curve, 0.60) == "> 50"
+    assert render.real_images_worth({}, 0.3) == "-"
+
+
+def test_fewshot_summary_compares_each_family_with_k_real_alone(render, tmp_path, monkeypatch):
+    rows = []
+    for seed, (alone, fit) in enumerate([((0.2, 0.3, 0.5), (0.4, 0.5, 0.5)), ((0.2, 0.3, 0.5), (0.4, 0.5, 0.5))]):
+        for family, values in (("none", alone), ("fit", fit)):
+            for k, value in zip((5, 10, 50), values):
+                rows.append({"family": family, "regime": f"synthetic+{k}", "detector": "yolo", "test_set": "real",
+                             "status": "done", "seed": seed, "cell": f"{family}{k}{seed}",
+                             "metrics": {"map_50": value}, "timings": {"cell_seconds": 60},
+                             "versions": "torch 2.14.1, numpy"})
+    folder = tmp_path / "ablation" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setattr(render, "DOCS", tmp_path)
+    table = render.fewshot_summary("toy")
+    assert "| K real alone | 20.0 ± 0.0 | 30.0 ± 0.0 | 50.0 ± 0.0 | - / - / - | - |" in table
+    assert "| fit + K real | 40.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | +20.0 / +20.0 / +0.0 | 50 |" in table
