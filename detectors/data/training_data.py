@@ -22,16 +22,14 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-from ..types import LabelledSet
-from defectgen.io.labelled import detect_format, parse_class_map, read_labelled
-from defectgen.io.labelled import choose_real
+# TRAINING_SPLITS: the split a training set is read from, by format; the one table defectgen fit reads too, so
+# fit and train --real-count choose their K images from the same images
+from defectgen.fit.real import TRAINING_SPLITS
+from defectgen.io.labelled import choose_real, detect_format, parse_class_map, read_labelled
 
+from ..types import LabelledSet
 from .sources import (DEFAULT_FINETUNE_START, DEFAULT_REAL_FRACTION, DEFAULT_REPLAY_FRACTION, DEFAULT_SCHEDULE,
                       LabelledSource, MixedSource, SyntheticSource, check_mixing, mix)
-
-# the split a training set is read from, by format: generated and real sets train on "train"; an MVTec folder
-# has labels only in "test"; DeepPCB pairs have no splits
-_TRAIN_SPLIT = {"yolo": "train", "coco": "train", "voc": "train", "mvtec": "test", "deeppcb": None}
 
 
 @dataclass
@@ -120,7 +118,7 @@ def read_training_set(path: Union[str, Path], format: str, split: Optional[str],
                       channels: int) -> LabelledSet:
     """A labelled set for training, read at ``image_size``, from its format's training split by default."""
     fmt = detect_format(path) if format == "auto" else format
-    return read_labelled(path, fmt, split=split if split is not None else _TRAIN_SPLIT.get(fmt),
+    return read_labelled(path, fmt, split=split if split is not None else TRAINING_SPLITS.get(fmt),
                          size=image_size, channels=channels)
 
 
