@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raw_results import command_line, markdown_table, write_raw  # noqa: E402
-from defectgen._checks import resolve_device  # noqa: E402
+from defectgen.checks import resolve_device  # noqa: E402
 from defectgen.io import read_mvtec  # noqa: E402
 from detectors.cutpaste import CutPasteDetector  # noqa: E402
 from detectors.evaluation import evaluate_detector  # noqa: E402

@@ -103,7 +103,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_results import RESULTS, command_line, markdown_table, write_raw  # noqa: E402
 
 from defectgen import CutPaste, DefectBank, DefectTransplant, DiffusionDefect, InpaintModel, RegionDefect  # noqa: E402
-from defectgen._checks import resolve_device  # noqa: E402
+from defectgen.checks import resolve_device  # noqa: E402
 from defectgen.foreground import estimate_foreground  # noqa: E402
 from defectgen.io.images import load_folder  # noqa: E402
 from defectgen.io.mvtec import load_image, load_mask, read_mvtec  # noqa: E402

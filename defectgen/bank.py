@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_channels, check_int, check_number
+from .checks import check_channels, check_int, check_number
 from .foreground import estimate_foreground
-from ._grey import LUMA, luma
+from .grey import LUMA, luma, luma_array
 
 #: foreground modes a bank can estimate on its source images
 ESTIMATED_FOREGROUNDS = ("otsu", "otsu_dark", "otsu_bright")
@@ -699,20 +699,13 @@ def _cut(pixels: np.ndarray, mask: np.ndarray, margin: int, ring_px: int, allowe
             ring[cy0:cy1, cx0:cx1].astype(np.uint8), anchor, background, (height, width))
 
 
-def _grey(pixels: np.ndarray) -> np.ndarray:
-    """``(H, W)`` float32 luma of an ``(H, W, 1 | 3)`` uint8 image."""
-    if pixels.shape[2] == 1:
-        return pixels[:, :, 0].astype(np.float32)
-    return pixels.astype(np.float32) @ np.asarray(LUMA, dtype=np.float32)
-
-
 def _as_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     """``(H, W, channels)`` uint8: grey as luma (as :func:`defectgen.io.read_image_as` converts), or repeated."""
     if pixels.shape[2] == channels:
         return pixels
     if channels == 3:
         return np.repeat(pixels, 3, axis=2)
-    return np.clip(np.round(_grey(pixels)), 0, 255).astype(np.uint8)[:, :, None]
+    return np.clip(np.round(luma_array(pixels)), 0, 255).astype(np.uint8)[:, :, None]
 
 
 def difference_masks(image: ImageLike, template: ImageLike, boxes: np.ndarray, threshold: float = 128,
@@ -770,7 +763,7 @@ def _difference_masks(pixels: np.ndarray, reference: np.ndarray, boxes: np.ndarr
     if reference.shape[:2] != pixels.shape[:2]:
         raise ValueError(f"image {where!r} is {pixels.shape[0]}x{pixels.shape[1]} px but its template is "
                          f"{reference.shape[0]}x{reference.shape[1]} px")
-    image, template = _grey(pixels), _grey(reference)
+    image, template = luma_array(pixels), luma_array(reference)
     height, width = image.shape
     padded = cv2.copyMakeBorder(template, shift_px, shift_px, shift_px, shift_px, cv2.BORDER_REPLICATE)
     # smallest shifts first, and only a strictly better match moves: a featureless spot keeps the given alignment

@@ -51,7 +51,7 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def resolve_device(device: str) -> str:
     """``--device`` as a device string (``"auto"`` picks CUDA when present); a :class:`CliError` if unusable."""
-    from ._checks import resolve_device as resolve
+    from .checks import resolve_device as resolve
 
     try:
         return str(resolve(device))

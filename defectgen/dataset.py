@@ -28,8 +28,8 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_channels, check_images, check_int
-from ._rng import index_seed
+from .checks import check_channels, check_images, check_int
+from .rng import index_seed
 from .registry import resolve_op
 from .values import space_arguments
 from .io.images import list_images, read_image_as

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ._grey import luma
+from .grey import luma
 
 FOREGROUND_MODES = ("given", "otsu", "otsu_dark", "otsu_bright")
 

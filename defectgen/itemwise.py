@@ -4,7 +4,7 @@ An operator called on a batch draws every sample's parameters from one generator
 depends on its position in the batch and on the batch size. Data set generation needs more: item ``i`` must
 get the same defect however the work is split into batches, shards, worker processes or resumed runs. Here
 each sample's parameters are drawn as a batch of one from a generator seeded by that item's own seed (see
-:func:`defectgen._rng.index_seed`), the per-sample parameters are concatenated, and the operator replays
+:func:`defectgen.rng.index_seed`), the per-sample parameters are concatenated, and the operator replays
 them on the whole batch at once, so the painting stays batched.
 
 A batch of one has no other image, so operators whose source is *another* image of the batch

@@ -5,7 +5,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ._checks import check_int, check_number
+from .checks import check_int, check_number
 from .ops.base import Canvas, DefectOp, Painted
 from .ops.cutpaste import CutPaste, CutPasteScar
 from .registry import create_op, register_op

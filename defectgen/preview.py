@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from ._checks import check_images, check_int
+from .checks import check_images, check_int
 from .result import DefectBatch
 
 ClassNames = Union[Sequence[str], Mapping[int, str]]

@@ -11,7 +11,7 @@ from typing import Any, Dict, Protocol, Union, runtime_checkable
 
 import torch
 
-from defectgen._grey import luma
+from defectgen.grey import luma
 from defectgen.values import unit_check
 
 from .types import Prediction

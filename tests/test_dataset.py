@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from defectgen import Cutout, DefectBatch, create_op
-from defectgen._rng import index_seed
+from defectgen.rng import index_seed
 from defectgen.dataset import DefectDataset, DefectItem, collate
 from defectgen.itemwise import apply_itemwise
 

@@ -23,7 +23,7 @@ except ImportError:
     pass
 pytest.importorskip("ultralytics")
 
-from defectgen._rng import index_seed  # noqa: E402
+from defectgen.rng import index_seed  # noqa: E402
 from detectors.errors import NotAModelFile  # noqa: E402
 from detectors.registry import create_detector, list_detectors, load_detector  # noqa: E402
 from detectors.types import LabelledSet, Prediction  # noqa: E402

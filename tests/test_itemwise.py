@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from defectgen import create_op
-from defectgen._rng import index_seed
+from defectgen.rng import index_seed
 from defectgen.itemwise import apply_itemwise, concat_params
 from op_cases import CROSS_SAMPLE, NETWORK_PIXELS, cases
 from test_contract import make_images

@@ -103,7 +103,7 @@ def test_bad_replay_params():
 
 
 def test_resolve_device_spellings_and_errors():
-    from defectgen._checks import resolve_device
+    from defectgen.checks import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")

@@ -19,7 +19,7 @@ except ImportError:
     pass
 pytest.importorskip("ultralytics")
 
-from defectgen._rng import index_seed  # noqa: E402
+from defectgen.rng import index_seed  # noqa: E402
 from detectors.data.sources import LabelledSource, MixedSource, SyntheticSource, steps_for  # noqa: E402
 from detectors.yolo import RUN_STATE, YOLODetector  # noqa: E402
 from detectors.yolo.dataset import StepBatches, StepPlan, choose_epochs  # noqa: E402

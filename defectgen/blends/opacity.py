@@ -6,8 +6,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_number, check_range
-from .._rng import uniform
+from ..checks import check_number, check_range
+from ..rng import uniform
 from ..registry import register_part
 from .base import Blend
 

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int
+from ..checks import check_int
 from ..registry import register_part
 from .base import Blend
 

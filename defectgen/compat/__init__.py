@@ -12,7 +12,7 @@ import the submodule you use.
 """
 from __future__ import annotations
 
-from .._rng import index_seed
+from ..rng import index_seed
 
 
 def _worker_seed(seed: int) -> int:

@@ -39,7 +39,7 @@ if int(A.__version__.split(".")[0]) < 2:
 
 from albumentations.core.type_definitions import Targets
 
-from .._checks import check_probability
+from ..checks import check_probability
 from ..registry import resolve_op
 from ..values import space_arguments
 from . import _worker_seed

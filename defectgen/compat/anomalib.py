@@ -37,8 +37,8 @@ from typing import Any, Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_int
-from .._rng import index_seed
+from ..checks import check_int
+from ..rng import index_seed
 from ..registry import resolve_op
 from ..result import DefectBatch
 from ..values import space_arguments

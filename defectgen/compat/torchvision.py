@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .._checks import check_int
+from ..checks import check_int
 from ..registry import resolve_op
 from ..values import space_arguments
 from . import _worker_seed

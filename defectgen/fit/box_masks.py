@@ -22,7 +22,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .._grey import LUMA
+from ..grey import grey
 
 MASK_SOURCES = ("mask", "template", "estimated", "box")
 """Where a defect's mask came from, most trusted first (see the module docstring)."""
@@ -60,12 +60,7 @@ class DefectMask(NamedTuple):
 
 def grey_array(image: torch.Tensor) -> np.ndarray:
     """``(H, W)`` float32 luma (0..255) of a ``(C, H, W)`` uint8 image, as defectgen defines grey."""
-    pixels = image.detach().cpu().float()
-    if pixels.shape[0] == 3:
-        pixels = sum(w * pixels[k] for k, w in enumerate(LUMA))
-    else:
-        pixels = pixels[0]
-    return pixels.numpy().astype(np.float32)
+    return grey(image.detach().cpu().float()[None])[0, 0].numpy().astype(np.float32)
 
 
 def pixel_box(box: Sequence[float], height: int, width: int) -> Optional[Tuple[int, int, int, int]]:

@@ -15,7 +15,7 @@ from typing import List, Optional, Union
 
 import torch
 
-from .._checks import check_int
+from ..checks import check_int
 from ..io.labelled import LabelledSet
 from .measure import DefectStatistics, measure_defects
 from .real import RealSpec, read_real
@@ -135,7 +135,7 @@ def measured_like(real: DefectStatistics, synthetic: LabelledSet, ok: torch.Tens
 
 
 def _recipe_preview(op, images: torch.Tensor, seed: int, recipe, device):
-    from .._rng import index_seed
+    from ..rng import index_seed
     from ..generation.job import class_names
     from ..preview import preview_grid
 

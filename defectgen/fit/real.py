@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from .._checks import check_int
+from ..checks import check_int
 from ..io.labelled import FORMATS, LabelledSet, choose_real, detect_format, read_labelled
 
 TRAINING_SPLITS: Dict[str, Optional[str]] = {"yolo": "train", "coco": "train", "voc": "train", "mvtec": "test",

@@ -13,8 +13,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._checks import check_int
-from .._rng import index_seed
+from ..checks import check_int
+from ..rng import index_seed
 from ..io.labelled import LabelledSet
 
 PathLike = Union[str, Path]

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._checks import check_channels, check_int, check_number, resolve_device
-from .._rng import index_seed
+from ..checks import check_channels, check_int, check_number, resolve_device
+from ..rng import index_seed
 from ..export.coco import SEGMENTATIONS, coco_annotation, coco_dataset, instance_masks
 from ..export.layout import FORMATS, OutputLayout
 from ..export.yolo import yolo_data_yaml, yolo_label_text

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .._rng import index_seed
+from ..rng import index_seed
 from ..io.images import resize_square, _to_channels, list_images, read_image
 
 

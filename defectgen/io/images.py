@@ -14,7 +14,7 @@ import numpy as np
 import skimage.data
 import torch
 
-from .._checks import check_channels, check_int
+from ..checks import check_channels, check_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File extensions :func:`list_images` picks up (compared case-insensitively)."""

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from .._checks import check_channels, check_int
+from ..checks import check_channels, check_int
 from .images import IMAGE_EXTENSIONS, PathLike, resize_square, _stack, list_images, read_image, read_image_as
 
 GOOD = "good"

@@ -39,8 +39,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .._checks import check_number, check_probability, check_range
-from .._rng import integers_below
+from ..checks import check_number, check_probability, check_range
+from ..rng import integers_below
 from ..foreground import sample_foreground_points
 from ..registry import register_part
 from ..sources.base import Source, value_scale

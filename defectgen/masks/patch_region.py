@@ -5,8 +5,8 @@ from typing import Dict, Tuple
 
 import torch
 
-from .._checks import check_int, check_number, check_range
-from .._rng import integers_below
+from ..checks import check_int, check_number, check_range
+from ..rng import integers_below
 from ..foreground import sample_foreground_points
 from ..registry import register_part
 from .base import RegionMask

@@ -21,8 +21,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_number, check_range
-from .._rng import integers_below, uniform
+from ..checks import check_number, check_range
+from ..rng import integers_below, uniform
 from ..registry import register_part
 from .base import RegionMask
 

@@ -6,8 +6,8 @@ from typing import Dict, Tuple
 
 import torch
 
-from .._checks import check_range
-from .._rng import log_uniform, uniform
+from ..checks import check_range
+from ..rng import log_uniform, uniform
 from ..registry import register_part
 from .base import MaskSampler
 

@@ -5,8 +5,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .._checks import check_number, check_range
-from .._rng import uniform
+from ..checks import check_number, check_range
+from ..rng import uniform
 from ..registry import register_part
 from .base import MaskSampler
 from .geometry import rotated_extent_bound

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_range
-from .._rng import integers_below, log_uniform, uniform
+from ..checks import check_range
+from ..rng import integers_below, log_uniform, uniform
 from ..foreground import sample_foreground_points
 from ..registry import register_part
 from .base import RegionMask

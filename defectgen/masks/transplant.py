@@ -7,8 +7,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_range
-from .._rng import integers_below, log_uniform, uniform
+from ..checks import check_range
+from ..rng import integers_below, log_uniform, uniform
 from ..bank import BankSpec, BankTensors, as_bank
 from ..foreground import sample_foreground_points
 from ..registry import register_part

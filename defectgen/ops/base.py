@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 import torch
 
-from .._checks import check_images, check_int, check_probability
+from ..checks import check_images, check_int, check_probability
 from .._config import Configurable
-from .._rng import OwnGenerator, resolve_generator
+from ..rng import OwnGenerator, resolve_generator
 from ..foreground import check_foreground_mask, check_foreground_mode, estimate_foreground
 from ..result import DefectBatch, Params
 from ..values import value_space

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from .._checks import check_number
+from ..checks import check_number
 from ..masks.rectangle import RectangleMask
 from ..masks.scar import ScarMask
 from ..registry import register_op

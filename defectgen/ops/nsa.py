@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int, check_number, check_probability, check_range
-from .._rng import bernoulli, integers_below
+from ..checks import check_int, check_number, check_probability, check_range
+from ..rng import bernoulli, integers_below
 from ..blends.base import cast_like
 from ..blends.poisson import Poisson
 from ..foreground import sample_foreground_points

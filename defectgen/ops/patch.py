@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from .._rng import bernoulli, integers_below
+from ..rng import bernoulli, integers_below
 from ..foreground import sample_foreground_points
 from ..blends.base import Blend
 from ..masks.base import MaskSampler

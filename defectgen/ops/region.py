@@ -5,7 +5,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from .._rng import bernoulli
+from ..rng import bernoulli
 from ..blends.base import Blend, cast_like
 from ..masks.base import RegionMask
 from ..masks.components import component_boxes, mask_boxes

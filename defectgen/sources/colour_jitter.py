@@ -21,10 +21,10 @@ from typing import Dict
 
 import torch
 
-from .._checks import check_number
+from ..checks import check_number
 from .._config import Configurable
-from .._rng import uniform
-from .._grey import LUMA
+from ..rng import uniform
+from ..grey import LUMA
 from ..masks.geometry import PatchPixels
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale

@@ -38,10 +38,10 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int
-from .._rng import integers_below, uniform
+from ..checks import check_int
+from ..rng import integers_below, uniform
 from ..registry import register_part
-from .._grey import luma
+from ..grey import grey
 from .base import Source, resolve_source, value_scale
 
 OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert", "autocontrast",
@@ -189,18 +189,12 @@ def _view(values: torch.Tensor) -> torch.Tensor:
     return values.float().view(-1, 1, 1, 1)
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] == 1:
-        return x
-    return luma(x)
-
-
 def _gamma(x, p):
     return x.clamp(0.0, 1.0).pow(p["aug_gamma"][:, :x.shape[1]].float().view(-1, x.shape[1], 1, 1))
 
 
 def _brightness(x, p):
-    y = _grey(x)
+    y = grey(x)
     return x + (y * (_view(p["aug_brightness_mul"]) - 1.0) + _view(p["aug_brightness_add"]))
 
 

@@ -5,8 +5,8 @@ from typing import Dict, Mapping, Union
 
 import torch
 
-from .._checks import check_probability
-from .._rng import bernoulli
+from ..checks import check_probability
+from ..rng import bernoulli
 from ..registry import register_part
 from .base import Source, has_region_fill, resolve_source
 

@@ -38,8 +38,8 @@ from typing import Dict, Mapping, Sequence, Union
 
 import torch
 
-from .._grey import luma
-from .._rng import uniform
+from ..grey import grey
+from ..rng import uniform
 from ..registry import register_part
 from .base import Source, resolve_source, value_scale
 from .draem_augment import _autocontrast, _equalize, _rotate, apply_in_slots, check_op_choice, op_slots, shown_samples
@@ -108,13 +108,9 @@ def _view(values: torch.Tensor) -> torch.Tensor:
     return values.float().view(-1, 1, 1, 1)
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    return x if x.shape[1] == 1 else luma(x)
-
-
 def _contrast(x, p):
     # PIL's ImageEnhance.Contrast blends with a flat image at the mean grey level, rounded to a whole level
-    mean = (_grey(x).mean(dim=(1, 2, 3), keepdim=True) * 255.0).round() / 255.0
+    mean = (grey(x).mean(dim=(1, 2, 3), keepdim=True) * 255.0).round() / 255.0
     return torch.lerp(mean.expand_as(x), x, _view(p["glass_contrast"]))
 
 
@@ -123,7 +119,7 @@ def _brightness(x, p):
 
 
 def _saturation(x, p):
-    return torch.lerp(_grey(x).expand_as(x), x, _view(p["glass_saturation"])).clamp(0.0, 1.0)
+    return torch.lerp(grey(x).expand_as(x), x, _view(p["glass_saturation"])).clamp(0.0, 1.0)
 
 
 def _hue(x, p):
@@ -152,7 +148,7 @@ def _vflip(x, p):
 
 
 def _grayscale(x, p):
-    return _grey(x).expand_as(x).clone()
+    return grey(x).expand_as(x).clone()
 
 
 def _autocontrast_plain(x, p):

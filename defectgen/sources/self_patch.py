@@ -5,7 +5,7 @@ from typing import Dict, Mapping, Union
 
 import torch
 
-from .._rng import integers_below
+from ..rng import integers_below
 from ..masks.geometry import PatchPixels
 from ..registry import register_part
 from .base import Source, value_scale

@@ -10,8 +10,8 @@ from typing import Mapping, Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_range
-from .._rng import integers_below
+from ..checks import check_range
+from ..rng import integers_below
 from ..registry import register_part
 from .base import Source, has_region_fill, resolve_source
 

@@ -7,10 +7,10 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int
-from .._rng import integers_below
+from ..checks import check_int
+from ..rng import integers_below
 from ..registry import register_part
-from .._grey import luma
+from ..grey import luma
 from .base import Source, value_scale
 
 TextureBank = Union[str, Path, torch.Tensor]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from defectgen._checks import check_channels, check_int, check_number, resolve_device
+from defectgen.checks import check_channels, check_int, check_number, resolve_device
 
 from ..data import ImageSource, load_normal_images
 from ..errors import NotAModelFile

@@ -14,7 +14,7 @@ A detector's step loop walks any source with :func:`training_batches` (and :func
 length counted in images seen into steps). Everything a source yields depends only on its seed and the epoch or
 step (and the batch size): the shuffled order is drawn from ``index_seed(seed, epoch)``, and the operator's
 generator for batch ``j`` of epoch ``e`` from ``index_seed(seed, j, "...epoch-e")`` (step ``i`` of a step-based
-mix: ``index_seed(seed, i, "mixed-step")``; :func:`defectgen._rng.index_seed`), so a resumed run sees the same
+mix: ``index_seed(seed, i, "mixed-step")``; :func:`defectgen.rng.index_seed`), so a resumed run sees the same
 batches and two runs with the same seed train on the same defects.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from defectgen._checks import check_channels, check_int, check_number
-from defectgen._rng import index_seed
+from defectgen.checks import check_channels, check_int, check_number
+from defectgen.rng import index_seed
 from defectgen.generation.job import OpSpec, build_op
 from defectgen.generation.job import class_names as op_class_names
 from defectgen.generation.job import recipe_defects_per_image

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from defectgen._checks import check_channels, check_int, check_number, resolve_device
+from defectgen.checks import check_channels, check_int, check_number, resolve_device
 
 from ..base import as_float, check_images
 from ..registry import read_state, register_detector, save_state

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from defectgen._rng import index_seed
+from defectgen.rng import index_seed
 
 from ..types import AGNOSTIC_CLASS, LabelledSet
 from .recipe import Study

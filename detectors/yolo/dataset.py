@@ -50,7 +50,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.utils import colorstr  # noqa: E402
 from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
 
-from defectgen._rng import index_seed  # noqa: E402
+from defectgen.rng import index_seed  # noqa: E402
 
 from .yoloset import SyntheticPart  # noqa: E402
 

@@ -62,7 +62,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 import torch
 
-from defectgen._checks import check_channels, check_int, check_number, resolve_device
+from defectgen.checks import check_channels, check_int, check_number, resolve_device
 from defectgen.generation.progress import Progress
 from defectgen.io.atomic import write_text_atomic
 

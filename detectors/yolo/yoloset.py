@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from defectgen._rng import index_seed
+from defectgen.rng import index_seed
 from defectgen.export.yolo import yolo_label_text
 from defectgen.io.atomic import encode_png, write_bytes_atomic, write_text_atomic
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from defectgen._checks import check_channels, check_int
+from defectgen.checks import check_channels, check_int
 from defectgen.io.images import read_image_as
 
 from .labelled_set import LabelledSet

@@ -13,8 +13,8 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..._checks import check_int
-from ..._rng import index_seed
+from ...checks import check_int
+from ...rng import index_seed
 
 AGNOSTIC_CLASS = "defect"
 """The one class name of a class-agnostic set (see :meth:`LabelledSet.agnostic`)."""
