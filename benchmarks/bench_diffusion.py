@@ -108,7 +108,7 @@ from defectgen.foreground import estimate_foreground  # noqa: E402
 from defectgen.io.images import load_folder  # noqa: E402
 from defectgen.io.mvtec import load_image, load_mask, read_mvtec  # noqa: E402
 from defectgen.masks.base import RegionMask  # noqa: E402
-from defectgen.masks.components import mask_boxes  # noqa: E402
+from defectgen.components import mask_boxes  # noqa: E402
 from defectgen.masks.transplant import TransplantMask  # noqa: E402
 from defectgen.sources.base import Source  # noqa: E402
 from defectgen.sources.diffusion.crops import crop, square_boxes  # noqa: E402

@@ -4,6 +4,7 @@ A defect is *where* (a mask sampler) x *what* (a source) x *how* (a blend); the 
 published methods over those parts. Every operator maps a ``(B, C, H, W)`` batch to a :class:`DefectBatch`.
 """
 from .bank import DefectBank
+from .generation import generate
 from .ops import (Confetti, Cutout, CutPaste, CutPasteScar, DefectOp, DefectTransplant, DiffusionDefect, PatchDefect,
                   PerlinDefect, PoissonPaste, RegionDefect, Scar, ShapeDefect)
 from .ops.perlin_presets import draem, glass, memseg
@@ -12,10 +13,7 @@ from .pipeline import OneOf, cutpaste_3way, cutpaste_union
 from .registry import create_op, create_part, list_ops, register_op, register_part
 from .result import DefectBatch
 from .sources.diffusion import DiffusionInpaint, InpaintModel
-
-__version__ = "0.1.0"
-
-from .generation import generate  # noqa: E402  (after __version__, which job.json records)
+from .version import __version__  # noqa: F401  (defectgen.__version__)
 
 __all__ = [
     "CutPaste", "CutPasteScar", "Cutout", "Scar", "Confetti", "ShapeDefect", "PerlinDefect", "PoissonPaste",

@@ -17,11 +17,8 @@ from typing import Any, List, Optional, Sequence
 import torch
 
 from .ops.base import DefectOp, _to_device
-from .result import DefectBatch, Params
+from .result import BATCH_INDEX_KEYS, DefectBatch, Params
 from .values import as_unit
-
-#: params that hold the batch index of another sample; they are shifted when per-item params are stacked
-BATCH_INDEX_KEYS = ("partner",)
 
 
 def concat_params(items: Sequence[Params]) -> Params:

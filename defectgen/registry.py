@@ -75,9 +75,7 @@ def create_op(spec: Union[str, Mapping[str, Any]], **overrides: Any):
 def resolve_op(op: Any, name: str = "op"):
     """An operator instance as it is, or one built by :func:`create_op` from a registered name or config dict:
     what every API that takes "an operator" accepts."""
-    from .ops.base import DefectOp
-
-    if isinstance(op, DefectOp):
+    if isinstance(op, _load_builtins().DefectOp):
         return op
     if isinstance(op, (str, Mapping)):
         return create_op(op)
@@ -90,5 +88,10 @@ def create_part(kind: str, spec: Union[str, Mapping[str, Any]], **overrides: Any
     return _build(kind, "type", spec, overrides)
 
 
-def _load_builtins() -> None:
+def _load_builtins():
+    """Register the built-in operators and parts (importing them registers them); returns :mod:`defectgen.ops`.
+
+    The one import of the operators here, inside a function: they import this module to register themselves."""
     from . import ops, pipeline  # noqa: F401  (importing registers them)
+
+    return ops

@@ -10,6 +10,10 @@ Params = Dict[str, Any]
 """Sampled per-sample parameters: a dict of ``(B, ...)`` tensors (pipelines nest one dict per branch).
 Pass it back as ``op(images, params=params)`` to replay a call exactly."""
 
+#: params that hold the batch index of another sample; they are shifted when per-item params are stacked
+#: (:func:`defectgen.itemwise.concat_params`), and a source that renders a subset of the batch cannot use them
+BATCH_INDEX_KEYS = ("partner",)
+
 
 @dataclass(frozen=True)
 class DefectBatch:

@@ -70,6 +70,11 @@ class ValueSpace:
             raise ValueError(f"{name} hold values in {shown} but were declared {self.described}; {self.fix}")
 
 
+def value_scale(dtype: torch.dtype) -> float:
+    """Largest intensity of a dtype: 255 for uint8 images, 1.0 for float images (assumed in [0, 1])."""
+    return 255.0 if dtype == torch.uint8 else 1.0
+
+
 def _per_channel(value: Number, channels: int, name: str) -> torch.Tensor:
     if isinstance(value, Real) and not isinstance(value, bool):
         values = [float(value)] * channels
@@ -181,4 +186,4 @@ def _ranges(low: torch.Tensor, high: torch.Tensor) -> str:
     return ", ".join(f"[{float(a):.4g}, {float(b):.4g}]" for a, b in zip(low, high))
 
 
-__all__ = ["ValueSpace", "value_space", "as_unit", "space_arguments", "unit_check", "TOLERANCE"]
+__all__ = ["ValueSpace", "value_space", "as_unit", "space_arguments", "unit_check", "value_scale", "TOLERANCE"]

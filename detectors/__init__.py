@@ -7,7 +7,7 @@
   both with their box metrics.
 - :mod:`detectors.types`: the shared data types, :class:`~detectors.types.LabelledSet` and
   :class:`~detectors.types.Prediction`; :mod:`detectors.registry`: ``create_detector`` / ``load_detector``;
-  :mod:`detectors.training`: the training loop the torch detectors share.
+  :mod:`defectgen.training`: the training loop the torch detectors share.
 - :mod:`detectors.data`: normal images, labelled sets in every supported format, training sources.
 - :mod:`detectors.metrics` and :mod:`detectors.evaluation`: image / pixel AUROC, AUPRO, COCO mAP, and the one
   evaluator and report format behind ``defectgen eval``.

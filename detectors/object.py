@@ -3,7 +3,7 @@
 
 YOLODetector imports without ultralytics and asks for it when created (``pip install 'defectgen[yolo]'``).
 """
-from .metrics.boxes import evaluate_boxes, format_box_markdown, rescale_boxes
+from .metrics import evaluate_boxes, format_box_markdown, rescale_boxes
 from .rcnn import FasterRCNNDetector
 from .yolo import YOLODetector
 

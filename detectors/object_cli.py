@@ -1,9 +1,10 @@
-"""``defectgen train fasterrcnn`` and ``defectgen train yolo``: the object detectors' training command.
+"""``defectgen train fasterrcnn``, ``defectgen train yolo``: the one training command of every object detector.
 
-Both take the same training data options — on-the-fly defects over OK images (``--ok`` with ``--op`` or
-``--recipe``), a labelled folder (``--data``: a ``defectgen generate`` output or real labels), real images
-mixed into either (``--real``, ``--real-count``; how: ``--real-fraction``, ``--schedule``, ...), or real images
-alone (``--real`` only) — and a training length (``--epochs`` or ``--images-seen``), and write one run folder::
+Each :class:`~detectors.base.ObjectDetector` kind takes the same training data options — on-the-fly defects
+over OK images (``--ok`` with ``--op`` or ``--recipe``), a labelled folder (``--data``: a ``defectgen generate``
+output or real labels), real images mixed into either (``--real``, ``--real-count``; how: ``--real-fraction``,
+``--schedule``, ...), or real images alone (``--real`` only) — and a training length (``--epochs`` or
+``--images-seen``), and write one run folder::
 
     out/
       run.json          the command's settings and what was read (classes, counts, the real images chosen, the
@@ -14,7 +15,9 @@ alone (``--real`` only) — and a training length (``--epochs`` or ``--images-se
                         for ``--resume``) and the fit's settings (see :mod:`detectors.yolo.detector`)
       model.pt          the trained model (written atomically at the end; ``defectgen eval --model out/``)
 
-Every input is read and checked before the folder is made, so a mistake leaves nothing behind.
+Every input is read and checked before the folder is made, so a mistake leaves nothing behind. A kind's own
+options, settings and run-folder state come from its class (``add_model_arguments``, ``model_settings``,
+``cli_fit_options``).
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
-from defectgen.cli_support import (LIBRARY_ERRORS, CliError, add_device_argument, library_error, positive_int,
+from defectgen.cli_support import (LIBRARY_ERRORS, CliError, add_batch_size_argument, add_device_argument,
+                                   add_gray_argument, add_image_size_argument, add_learning_rate_argument,
+                                   add_progress_argument, add_seed_argument, library_error, positive_int,
                                    resolve_device)
 from defectgen.io.atomic import write_text_atomic
 
@@ -34,13 +39,10 @@ SCHEDULE_CHOICES = ("mixed", "finetune")  # detectors.data.sources.SCHEDULES, wi
 DEFAULT_EPOCHS = 30
 _MIXING_FLAGS = (("real_fraction", "--real-fraction"), ("schedule", "--schedule"),
                  ("replay_fraction", "--replay-fraction"), ("finetune_start", "--finetune-start"))
-_SETTINGS = {  # run.json keys that must match for --resume
-    "fasterrcnn": ("backbone", "weights_backbone", "weights"),
-    "yolo": ("model", "weights"),
-}
 
 
-def add_object_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+def add_object_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """The options of ``defectgen train <kind>`` for the object detector class ``cls`` (its own options last)."""
     data = parser.add_argument_group("training data (synthetic, labelled, or both)")
     data.add_argument("--ok", metavar="DIR", type=Path,
                       help="OK images: defects are made on them on the fly, a fresh draw every epoch "
@@ -92,30 +94,17 @@ def add_object_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     length.add_argument("--images-seen", metavar="N", type=positive_int,
                         help="train for N images (ceil(N / batch size) steps) whatever the data's size, to "
                              "compare runs at equal cost")
-    parser.add_argument("--image-size", metavar="PX", type=positive_int, default=320,
-                        help="images are resized to PX x PX (default: %(default)s)")
-    parser.add_argument("--gray", action="store_true", help="train on grayscale images (default: RGB)")
-    parser.add_argument("--batch-size", metavar="N", type=positive_int,
-                        help="images per step (default: 4 for fasterrcnn, 16 for yolo)")
-    parser.add_argument("--lr", metavar="X", type=float, help="learning rate (default: the detector's)")
-    parser.add_argument("--seed", metavar="S", type=int, default=0,
-                        help="seeds the initialisation, the order, the defects and the real images chosen")
+    add_image_size_argument(parser, "images are resized to PX x PX (default: %(default)s)", 320)
+    add_gray_argument(parser)
+    add_batch_size_argument(parser, "images per step (default: 4 for fasterrcnn, 16 for yolo)")
+    add_learning_rate_argument(parser, "learning rate (default: the detector's)")
+    add_seed_argument(parser, "seeds the initialisation, the order, the defects and the real images chosen")
     parser.add_argument("--weights", metavar="FILE", type=Path,
                         help="local model file to start from (never downloaded)")
-    if kind == "fasterrcnn":
-        parser.add_argument("--backbone", choices=("mobilenet_v3", "resnet50"), default="mobilenet_v3",
-                            help="(default: %(default)s)")
-        parser.add_argument("--weights-backbone", metavar="FILE", type=Path,
-                            help="local torchvision classification weights for the backbone (e.g. ImageNet)")
-    else:
-        parser.add_argument("--model", metavar="YAML", default="yolov8n.yaml",
-                            help="ultralytics model yaml, random init (default: %(default)s)")
-        parser.add_argument("--workers", metavar="N", type=int, default=0,
-                            help="data loader processes (default: %(default)s: same seed, same model)")
+    cls.add_model_arguments(parser)
     add_device_argument(parser)
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar with loss and ETA on stderr (default: on when stderr is a terminal)")
+    add_progress_argument(parser)
 
 
 def _fraction(text: str):
@@ -179,7 +168,7 @@ def _training_data(args: argparse.Namespace):
         raise CliError(text) from None
 
 
-def _settings(args: argparse.Namespace, kind: str, class_names) -> Dict[str, Any]:
+def _settings(args: argparse.Namespace, cls: type, class_names) -> Dict[str, Any]:
     settings: Dict[str, Any] = {"class_names": list(class_names), "image_size": args.image_size,
                                 "channels": 1 if args.gray else 3, "seed": args.seed,
                                 "weights": None if args.weights is None else str(args.weights)}
@@ -187,11 +176,7 @@ def _settings(args: argparse.Namespace, kind: str, class_names) -> Dict[str, Any
         settings["batch_size"] = args.batch_size
     if args.lr is not None:
         settings["learning_rate"] = args.lr
-    if kind == "fasterrcnn":
-        settings["backbone"] = args.backbone
-        settings["weights_backbone"] = None if args.weights_backbone is None else str(args.weights_backbone)
-    else:
-        settings["model"] = args.model
+    settings.update(cls.model_settings(args))
     return settings
 
 
@@ -231,18 +216,19 @@ def _source_text(source, batch_size: int) -> str:
     return f"{len(source)} images per epoch ({steps_per_epoch(source, batch_size)} steps of {batch_size})"
 
 
-def run_train_object(args: argparse.Namespace) -> int:
-    kind = args.detector
+def run_train_object(args: argparse.Namespace, cls: type) -> int:
+    """``defectgen train <kind>`` for the object detector class ``cls``: read the data, train into the run folder."""
+    kind = cls.kind
     spec = _training_data(args)
     device = resolve_device(args.device)
     from .data.training_data import build_source
-    from .registry import MODEL_FILE, create_detector
+    from .registry import MODEL_FILE
 
     try:
         source, described = build_source(spec, args.image_size, channels=1 if args.gray else 3, device=device,
                                          seed=args.seed)
-        settings = _settings(args, kind, source.class_names)
-        detector = create_detector(kind, **settings)
+        settings = _settings(args, cls, source.class_names)
+        detector = cls(**settings)
     except LIBRARY_ERRORS as error:
         raise _flag_error(error) from error
     length = _length(args)
@@ -255,12 +241,7 @@ def run_train_object(args: argparse.Namespace) -> int:
         write_text_atomic(args.out / "run.json", json.dumps(record, indent=2, default=str) + "\n")
     start = time.perf_counter()
     try:
-        if kind == "fasterrcnn":
-            detector.fit(source, **length, device=device, progress=args.progress,
-                         checkpoint=args.out / "checkpoint.pt", resume=args.resume)
-        else:
-            detector.fit(source, **length, out=args.out, resume=args.resume,
-                         progress=args.progress, workers=args.workers, device=device)
+        detector.fit(source, **length, device=device, progress=args.progress, **cls.cli_fit_options(args))
         path = detector.save(args.out / MODEL_FILE)
     except LIBRARY_ERRORS as error:
         raise library_error(error) from error

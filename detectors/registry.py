@@ -1,7 +1,9 @@
 """The detector registry: build any detector from a name and settings, load any saved model by its format tag.
 
 ``create_detector("fasterrcnn", num_classes=2, image_size=320)`` and ``load_detector("run/")`` are what the
-CLI and the study runner use, so a new detector kind is one :func:`register_detector` away from both.
+CLI and the study runner use, so a new detector kind is one :func:`register_detector` away from both: the
+registered class declares the rest (its ``TASK``, ``HELP``, ``train`` options and run; see
+:mod:`detectors.base`), and ``defectgen train`` / ``eval`` / ``ablate`` read it from here.
 
 Every saved model is one ``torch.save`` file holding a dict with a ``"format"`` tag (``<module>/<version>``);
 :func:`load_detector` reads it once, with ``weights_only=True``, and hands the state to the class registered
@@ -11,18 +13,23 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-import io
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Type, Union
 
 import torch
 
-from defectgen.io.atomic import write_bytes_atomic
+from defectgen.io.torch_files import save_state
 
 from .errors import NotAModelFile
 
 MODEL_FILE = "model.pt"
 """The model's file name inside a training run's folder."""
+
+ANOMALY = "anomaly"
+"""The ``TASK`` of a detector that scores images (and maps pixels) after training on normal images only."""
+BOXES = "boxes"
+"""The ``TASK`` of a detector that finds defect boxes (its image score: the top box score)."""
+TASKS = (ANOMALY, BOXES)
 
 _BY_NAME: Dict[str, Type] = {}
 _BY_FORMAT: Dict[str, Type] = {}
@@ -35,8 +42,11 @@ _BUILTIN = {"cutpaste": "detectors.cutpaste", "fasterrcnn": "detectors.rcnn", "y
 def register_detector(name: str) -> Callable[[Type], Type]:
     """Class decorator: register a detector class under ``name`` and its ``FORMAT`` tag.
 
-    The class needs ``FORMAT`` (the tag its saves carry), a constructor taking its settings as keyword
-    arguments, and ``from_state(state, path, **kwargs)`` building a detector from a loaded save.
+    The class needs ``FORMAT`` (the tag its saves carry), ``TASK`` (:data:`ANOMALY` or :data:`BOXES`), ``HELP``
+    (its line in ``defectgen train --help``), a constructor taking its settings as keyword arguments,
+    ``from_state(state, path, **kwargs)`` building a detector from a loaded save, and the ``train`` command's
+    ``add_train_arguments(parser)`` and ``train_command(args)`` (:class:`detectors.base.AnomalyDetector` and
+    :class:`detectors.base.ObjectDetector` give most of it).
     """
 
     def add(cls: Type) -> Type:
@@ -44,6 +54,10 @@ def register_detector(name: str) -> Callable[[Type], Type]:
             raise TypeError(f"{cls.__name__} needs a FORMAT string to be registered")
         if not callable(getattr(cls, "from_state", None)):
             raise TypeError(f"{cls.__name__} needs a from_state(state, path, **kwargs) classmethod")
+        if getattr(cls, "TASK", None) not in TASKS:
+            raise TypeError(f"{cls.__name__} needs a TASK, one of {list(TASKS)}")
+        if not isinstance(getattr(cls, "HELP", None), str):
+            raise TypeError(f"{cls.__name__} needs a HELP string (its line in 'defectgen train --help')")
         for table, key in ((_BY_NAME, name), (_BY_FORMAT, cls.FORMAT)):
             if key in table and table[key] is not cls:
                 raise ValueError(f"detector {key!r} is already registered to {table[key].__name__}")
@@ -65,6 +79,18 @@ def list_detectors(pattern: str = "*") -> List[str]:
     """Registered detector names matching the glob ``pattern`` (sorted)."""
     _import_builtins()
     return sorted(name for name in set(_BY_NAME) | set(_BUILTIN) if fnmatch.fnmatch(name, pattern))
+
+
+def detector_names() -> List[str]:
+    """The built-in kinds, then the others registered, in registration order, without importing the built-ins
+    (for lists in help and messages)."""
+    return list(_BUILTIN) + [name for name in _BY_NAME if name not in _BUILTIN]
+
+
+def detector_classes(task: Optional[str] = None) -> Dict[str, Type]:
+    """Every registered detector class by name (the built-ins first), or those of one ``task``."""
+    _import_builtins()
+    return {name: _BY_NAME[name] for name in detector_names() if task is None or _BY_NAME[name].TASK == task}
 
 
 def detector_class(name: str) -> Type:
@@ -113,16 +139,6 @@ def read_state(path: Union[str, Path], expected: Optional[str] = None, name: str
     return state
 
 
-def save_state(state: Dict[str, Any], path: Union[str, Path]) -> Path:
-    """Write a save (tensors and plain data, so it loads with ``weights_only=True``) atomically: a crash while
-    writing leaves the previous file."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    path = Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
-
-
 def load_detector(path: Union[str, Path], **kwargs: Any):
     """Load any saved detector (a model file or a training run's folder), dispatching on its format tag.
 
@@ -137,5 +153,6 @@ def load_detector(path: Union[str, Path], **kwargs: Any):
     return cls.from_state(state, model_path(path), **kwargs)
 
 
-__all__ = ["register_detector", "create_detector", "detector_class", "list_detectors", "load_detector",
-           "read_state", "save_state", "model_path", "MODEL_FILE"]
+__all__ = ["register_detector", "create_detector", "detector_class", "detector_classes", "detector_names",
+           "list_detectors", "load_detector", "read_state", "save_state", "model_path", "MODEL_FILE", "ANOMALY",
+           "BOXES", "TASKS"]

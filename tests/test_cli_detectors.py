@@ -188,7 +188,7 @@ def test_help_lists_train_and_eval():
 
 def test_cli_pretext_names_are_the_library_ones():
     """detectors.cli keeps its own copy of the names (to stay torch-free at parse time): it must not drift."""
-    from detectors.cli import NAMED_PRETEXTS
+    from detectors.cutpaste.cli import NAMED_PRETEXTS
     from detectors.cutpaste.pretext import NAMED
 
     assert tuple(NAMED_PRETEXTS) == tuple(NAMED)

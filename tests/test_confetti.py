@@ -8,7 +8,8 @@ import torch
 from scipy import ndimage
 
 from defectgen import Confetti, RegionDefect, create_op
-from defectgen.masks.confetti import MIN_COVERAGE, ConfettiColour, ConfettiMask
+from defectgen.masks.confetti import MIN_COVERAGE, ConfettiMask
+from defectgen.sources.confetti import ConfettiColour
 
 N = 2000
 CPU = torch.device("cpu")

@@ -15,7 +15,7 @@ from defectgen.io.mvtec import read_mvtec, split_by_type, split_defects
 from defectgen.sources.diffusion.train import split_shots
 from detectors.study import RecipeError, expand, load_study, run_study
 from detectors.study.data import StudyData
-from detectors.study.runner import CELLS
+from detectors.study.folder import CELLS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

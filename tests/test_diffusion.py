@@ -335,7 +335,7 @@ def test_shipped_diffusion_recipe_runs_with_a_model_in_its_place(tmp_path, monke
     from pathlib import Path
 
     import yaml
-    from defectgen.generation.job import build_op
+    from defectgen.recipe import build_op
 
     root = Path(__file__).resolve().parents[1]
     if not (root.parent / "shared" / "data" / "mvtec_bottle_256").is_dir():

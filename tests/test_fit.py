@@ -18,7 +18,7 @@ from defectgen.cli import main
 from defectgen.fit import (DefectStatistics, RealSpec, choose_fill, estimate_box_mask, fit_defects, fit_recipe,
                            measure_defects, recipe_text)
 from defectgen.fit.report import write_plots
-from defectgen.generation.job import build_op, load_recipe, recipe_defects_per_image
+from defectgen.recipe import build_op, load_recipe, recipe_defects_per_image
 from defectgen.io.labelled import choose_real, read_labelled
 from defectgen.registry import create_op
 
@@ -378,7 +378,7 @@ def test_labelled_bank_and_measures_of_aligned_pairs(tmp_path):
 
 
 def test_test_every_holds_images_out(data):
-    from defectgen.fit.real import held_out
+    from defectgen.io.labelled.real import held_out
 
     labelled = read_labelled(data[0] / "real", "yolo", split="train")
     kept = held_out(labelled, 4).names
@@ -423,8 +423,8 @@ def test_deeppcb_choice_is_the_studys(tmp_path):
     root = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "deeppcb_400"
     if not root.is_dir():
         pytest.skip(f"the shared DeepPCB data is not at {root}")
-    from defectgen.fit.real import read_chosen
-    from detectors.study.data import split_pair_ids
+    from defectgen.io.labelled.real import read_chosen
+    from detectors.study.splits import split_pair_ids
 
     everything = read_labelled(root, "deeppcb", size=16, channels=1)
     train, test = split_pair_ids(sorted(everything.names), 4)

@@ -339,7 +339,7 @@ def test_recipe_with_class_names(ok_dir, tmp_path):
 
 def test_class_names():
     from defectgen import create_op
-    from defectgen.generation import class_names
+    from defectgen.recipe import class_names
 
     assert class_names(create_op("cutpaste_3way")) == {1: "cutpaste", 2: "cutpaste_scar"}
     assert class_names(create_op("cutpaste_union")) == {1: "cutpaste+cutpaste_scar"}
@@ -445,7 +445,7 @@ def test_output_folder_rules(ok_dir, tmp_path, capsys):
 def test_progress_line():
     import io
 
-    from defectgen.generation.progress import Progress
+    from defectgen.progress import Progress
 
     stream = io.StringIO()
     bar = Progress(total=10, already=4, enabled=True, stream=stream, interval=0)

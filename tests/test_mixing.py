@@ -18,7 +18,7 @@ from conftest import write_yolo_squares
 from defectgen import PatchDefect
 from defectgen.cli import main
 from defectgen.masks.rectangle import RectangleMask
-from defectgen.sources.base import value_scale
+from defectgen.values import value_scale
 from defectgen.sources.constant import ConstantFill
 from detectors.data.sources import (DEFAULT_REAL_FRACTION, DEFAULT_SCHEDULE, LabelledSource, MixedSource,
                                     SyntheticSource, mix, steps_for, steps_per_epoch, steps_to_see,

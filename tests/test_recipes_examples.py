@@ -20,7 +20,7 @@ OPERATOR_RECIPES = sorted(set((ROOT / "recipes").glob("*.yaml")) - set(STUDY_REC
 
 @pytest.mark.parametrize("path", OPERATOR_RECIPES, ids=lambda p: p.name)
 def test_recipe_builds_and_runs(path):
-    from defectgen.generation.job import build_op, class_names
+    from defectgen.recipe import build_op, class_names
 
     # the generator's own loader: a recipe may carry class_names beside the operator config
     op, names = build_op(None, path)

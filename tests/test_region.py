@@ -9,7 +9,7 @@ from defectgen import PatchDefect, RegionDefect
 from defectgen.blends import Feather, Opacity, Replace
 from defectgen.masks import RectangleMask
 from defectgen.masks.base import RegionMask
-from defectgen.masks.components import _boxes_propagate, component_boxes, mask_boxes
+from defectgen.components import _boxes_propagate, component_boxes, mask_boxes
 from defectgen.sources import ConstantFill, SelfPatch, TextureSource
 from defectgen.sources.texture import load_texture_bank
 

@@ -12,11 +12,11 @@ import pytest
 from conftest import write_yolo_squares
 
 from defectgen.cli import main
+from defectgen.run_folder import differing_keys
 from detectors.study import RecipeError, expand, load_study, run_study
+from detectors.study.folder import CELLS, RESULT, STUDY_FILE, parse_shard
 from detectors.study.ranks import average_ranks, spearman, spearman_interval
-from detectors.study.recipe import differing_keys, parse_shard
 from detectors.study.report import render_report
-from detectors.study.runner import CELLS, RESULT, STUDY_FILE
 
 
 @pytest.fixture(scope="module")

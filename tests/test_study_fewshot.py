@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from defectgen.fit import RealSpec
-from defectgen.fit.real import read_chosen
+from defectgen.io.labelled.real import read_chosen
 from detectors.study import RecipeError, expand, load_study
 from detectors.study.cell import family_spec, training_source
 from detectors.study.data import StudyData, fitted_recipe

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .._config import Configurable
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 
 
 class Blend(Configurable):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 from ..registry import register_part
 from .base import Blend, cast_like
 

@@ -133,7 +133,7 @@ class AnomalibGenerator(torch.nn.Module):
 def _resolve(op: Any):
     """An operator from an instance, name, config dict or recipe path (``*.yaml`` / ``*.yml`` or a file)."""
     if isinstance(op, Path) or (isinstance(op, str) and (op.endswith((".yaml", ".yml")) or os.path.isfile(op))):
-        from ..generation.job import build_op
+        from ..recipe import build_op
 
         built, _ = build_op(None, op)
         return built

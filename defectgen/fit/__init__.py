@@ -8,16 +8,20 @@ recipe (:func:`fit_recipe`, :func:`write_recipe`): the real defects transplanted
 measured numbers. Preview, generate, train and ablate use it like any other recipe. The report
 (:mod:`.report`) sets real and synthetic statistics side by side, measured by the same function.
 
-Modules, one concept each: :mod:`.box_masks` (the defect inside a label box), :mod:`.measure` (statistics),
-:mod:`.recipe` (statistics -> recipe), :mod:`.real` (which real images), :mod:`.labelled_bank` (a defect bank
-from a labelled set: the ``layout: labelled`` bank a fitted recipe names), :mod:`.synthetic` (the recipe's defects
-on OK images), :mod:`.report` (markdown, plots, previews), :mod:`.fitting` (all of it, as the CLI runs it).
+Modules, one concept each: :mod:`.measure` (statistics), :mod:`.recipe` (statistics -> recipe), :mod:`.synthetic`
+(the recipe's defects on OK images), :mod:`.report` (markdown, plots, previews), :mod:`.fitting` (all of it, as the
+CLI runs it). What fit shares with the rest of defectgen lives below it, and is exported here too:
+:mod:`defectgen.io.labelled.real` (which real images: the rule ``train --real-count`` shares),
+:mod:`defectgen.bank.box_masks` (the defect inside a label box) and :mod:`defectgen.bank.labelled` /
+:func:`defectgen.bank.spec.bank_from_config` (a defect bank from a labelled set: the ``layout: labelled`` bank a
+fitted recipe names).
 """
-from .box_masks import MASK_SOURCES, DefectMask, estimate_box_mask, image_defect_masks
+from ..bank.box_masks import MASK_SOURCES, DefectMask, estimate_box_mask, image_defect_masks
+from ..bank.labelled import labelled_defects
+from ..bank.spec import bank_from_config
+from ..io.labelled.real import TRAINING_SPLITS, RealSpec, choose_names, read_real
 from .fitting import FitResult, fit_defects
-from .labelled_bank import bank_from_config, labelled_defects
 from .measure import DefectStatistics, load_statistics, measure_defects
-from .real import TRAINING_SPLITS, RealSpec, choose_names, read_real
 from .recipe import FittedRecipe, choose_fill, fit_recipe, recipe_text, write_recipe
 from .synthetic import load_ok_images, synthetic_set
 

@@ -17,8 +17,8 @@ import torch
 
 from ..checks import check_int
 from ..io.labelled import LabelledSet
+from ..io.labelled.real import RealSpec, read_real
 from .measure import DefectStatistics, measure_defects
-from .real import RealSpec, read_real
 from .recipe import FittedRecipe, fit_recipe, write_recipe
 from .synthetic import load_ok_images, optional_ok_source, synthetic_set
 
@@ -65,7 +65,7 @@ def fit_defects(real: RealSpec, out: PathLike, ok: Optional[PathLike] = None, sa
         ValueError: naming the problem: a non-empty ``out``, K larger than the set, no defect box in the set or
             among the chosen images, an unreadable set or OK folder (and the readers' own errors).
     """
-    from ..generation.job import build_op
+    from ..recipe import build_op
     from ..io.atomic import write_text_atomic
 
     samples = check_int(samples, "samples", 1)
@@ -136,7 +136,7 @@ def measured_like(real: DefectStatistics, synthetic: LabelledSet, ok: torch.Tens
 
 def _recipe_preview(op, images: torch.Tensor, seed: int, recipe, device):
     from ..rng import index_seed
-    from ..generation.job import class_names
+    from ..recipe import class_names
     from ..preview import preview_grid
 
     result = op(images.to(device), generator=torch.Generator().manual_seed(index_seed(seed, 0, "fit-preview")))

@@ -1,6 +1,6 @@
 """What real defects look like, in numbers a recipe can be written from: :func:`measure_defects`.
 
-Every defect (label box) is measured on its mask (:mod:`defectgen.fit.box_masks`), in units relative to its
+Every defect (label box) is measured on its mask (:mod:`defectgen.bank.box_masks`), in units relative to its
 image, so sets of any resolution compare and a recipe fitted at one size works at another:
 
 - **size**: the mask's tight box, width / W and height / H; its long and short side and ``size`` (the geometric
@@ -37,7 +37,7 @@ import torch
 
 from ..foreground import estimate_foreground
 from ..io.labelled import LabelledSet
-from .box_masks import MASK_SOURCES, DefectMask, grey_array, image_defect_masks, otsu_threshold, pixel_box
+from ..bank.box_masks import MASK_SOURCES, DefectMask, grey_array, image_defect_masks, otsu_threshold, pixel_box
 
 #: per-defect quantities that are summarised (the rest of a defect record is bookkeeping)
 QUANTITIES = ("width", "height", "long", "short", "size", "aspect", "area", "box_area", "rotated_long",

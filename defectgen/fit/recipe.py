@@ -4,7 +4,7 @@ The recipe is a ``one_of`` with one branch per measured class (weight: the class
 label: the set's class id, ``class_names``: the set's classes), and each class branch combines two families:
 
 - **transplant** of the class's real defects (``op: transplant`` over a ``layout: labelled`` bank naming the
-  same K images: :mod:`defectgen.fit.labelled_bank`), randomly flipped, scaled 0.8-1.25x (and turned, unless
+  same K images: :mod:`defectgen.bank.labelled`), randomly flipped, scaled 0.8-1.25x (and turned, unless
   the class is axis-aligned), on the measured foreground. It has the real look but only the variety of K images;
 - **calibrated shapes** (``op: region`` with a ``shape`` mask): sizes and aspect ratios drawn over the measured
   10th-90th percentiles, the measured foreground, the outline family picked by the measured fill ratio, and a
@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from ..io.labelled.real import RealSpec
 from .measure import ISOTROPIC_RATIO, DefectStatistics, load_statistics, rounded
-from .real import RealSpec
 
 #: the weight a calibrated family keeps in a class, in "real defects": a class with this many real defects is
 #: split evenly between transplant and calibrated shapes
@@ -44,7 +44,7 @@ INVERT_SOURCE = {"type": "draem_augment", "source": {"type": "shuffle", "grid_ra
 
 
 class FittedRecipe(dict):
-    """The recipe (a plain ``dict``: what :func:`~defectgen.generation.job.build_op` reads from YAML) plus the
+    """The recipe (a plain ``dict``: what :func:`~defectgen.recipe.build_op` reads from YAML) plus the
     reasons it was built so: ``header`` (comment lines: what was measured) and, per class branch and per family,
     ``comments``; ``branches`` lists every leaf branch for the report (class, family, share of all defects,
     settings in words)."""

@@ -9,7 +9,8 @@ How it stays exact however the work is split:
   ``j*batch_size ...``), the batches the operator paints at once. Shards, worker processes and resumed runs
   all work in whole units, so even an iterative solver sees the same batches.
 * A unit is done when its record (``.defectgen/units/*.json``) exists: it is written, atomically, after all
-  of the unit's files. A killed run leaves at most some unfinished units, which the next ``resume`` redoes.
+  of the unit's files. A killed run leaves at most some unfinished units, which the next ``resume`` redoes
+  (:mod:`defectgen.run_folder`: the shards, records and settings check a study's folder uses too).
 * The files that gather every item (``manifest.jsonl``, COCO JSON, ``data.yaml``, ``report.json``) are
   written from the records once every unit of the job is done, by whichever run completes it; they hold no
   time stamps, so the same job always gives the same bytes.
@@ -32,7 +33,6 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import __version__
 from ..checks import check_channels, check_int, check_number, resolve_device
 from ..rng import index_seed
 from ..export.coco import SEGMENTATIONS, coco_annotation, coco_dataset, instance_masks
@@ -41,10 +41,13 @@ from ..export.yolo import yolo_data_yaml, yolo_label_text
 from ..io.atomic import encode_png, link_or_copy_atomic, remove_temp_files, write_bytes_atomic, write_text_atomic
 from ..itemwise import apply_itemwise, slice_params
 from ..ops.base import DefectOp
+from ..progress import Progress, format_seconds
+from ..recipe import OpSpec, build_op, jsonable
+from ..recipe import class_names as derive_class_names
 from ..registry import create_op
-from .job import JOB_FORMAT, OpSpec, build_op, chosen_defect, compact_params, jsonable, write_json_text
-from .job import class_names as derive_class_names
-from .progress import Progress, format_seconds
+from ..run_folder import check_shard, contiguous_share, differing_keys, name_keys, read_json, write_record
+from ..version import __version__
+from .job import JOB_FORMAT, chosen_defect, compact_params, write_json_text
 from .sources import OkSources, Source
 
 PathLike = Union[str, Path]
@@ -175,7 +178,7 @@ class _Job:
 
     def _write_record(self, kind: str, number: int, items: List[Dict[str, Any]]) -> Dict[str, Any]:
         record = {"kind": kind, "unit": number, "items": items, "skipped": dict(self.sources.skipped)}
-        write_text_atomic(self.layout.unit_record(kind, number), json.dumps(record, sort_keys=True))
+        write_record(self.layout.unit_record(kind, number), record)
         return record
 
     def _map(self, function, items: List[Any]) -> List[Any]:
@@ -367,7 +370,7 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
     formats = _check_formats(formats)
     if segmentation not in SEGMENTATIONS:
         raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {segmentation!r}")
-    shard = _check_shard(shard)
+    shard = check_shard(shard)
     torch_device = resolve_device(device)
     input_dir, output_dir = Path(input), Path(output)
     _check_folders(input_dir, output_dir)
@@ -484,35 +487,9 @@ def _check_formats(formats: Sequence[str]) -> List[str]:
     return sorted(set(formats))
 
 
-def _check_shard(shard: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
-    if shard is None:
-        return None
-    try:
-        k, n = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ValueError(f"shard must be a pair (k, n), got {shard!r}") from None
-    if n < 1 or not 0 <= k < n:
-        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got ({k}, {n})")
-    return k, n
-
-
-def parse_shard(text: str) -> Tuple[int, int]:
-    """``"k/N"`` -> ``(k, N)``, as the CLI's ``--shard`` takes it."""
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard takes k/N (e.g. 0/4), got {text!r}") from None
-    return _check_shard((k, n))
-
-
 def _shard_units(units: List[Tuple[str, int]], shard: Tuple[int, int]) -> List[List[Tuple[str, int]]]:
     """The shard's contiguous slice of the NG units and of the OK units."""
-    k, n = shard
-    parts = []
-    for kind in ("ng", "ok"):
-        same = [u for u in units if u[0] == kind]
-        parts.append(same[k * len(same) // n:(k + 1) * len(same) // n])
-    return parts
+    return [contiguous_share([u for u in units if u[0] == kind], shard) for kind in ("ng", "ok")]
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:
@@ -549,11 +526,10 @@ def _prepare_output(layout: OutputLayout, settings: Dict[str, Any], device: str,
             if not (resume or sharded):
                 raise ValueError(f"output folder {str(root)!r} already holds a defectgen job; pass resume to "
                                  "continue it or overwrite to replace it")
-            differ = sorted(k for k in set(settings) | set(saved["settings"])
-                            if settings.get(k) != saved["settings"].get(k))
+            differ = differing_keys(saved["settings"], settings, nested=False)
             if differ:
                 raise ValueError(f"output folder {str(root)!r} holds a different job (settings differ in: "
-                                 f"{', '.join(differ)}); use another output folder, or overwrite")
+                                 f"{name_keys(differ)}); use another output folder, or overwrite")
             if saved["device"] != device:
                 raise ValueError(f"this job was made on {saved['device']!r}; continue it on the same kind of "
                                  f"device (device={saved['device']!r}) so its images match")
@@ -564,12 +540,9 @@ def _prepare_output(layout: OutputLayout, settings: Dict[str, Any], device: str,
 
 def _done_record(layout: OutputLayout, kind: str, number: int) -> Optional[Dict]:
     """The unit's record if the unit is done (its record exists and so do all the files it lists), else None."""
-    path = layout.unit_record(kind, number)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:  # cannot happen with atomic writes, but a damaged record just means "not done"
+    # a damaged record cannot happen with atomic writes, but it would just mean "not done"
+    record = read_json(layout.unit_record(kind, number))
+    if record is None:
         return None
     files_exist = all((layout.root / f).is_file() for item in record["items"] for f in item["files"])
     return record if files_exist else None

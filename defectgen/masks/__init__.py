@@ -1,7 +1,7 @@
 """Mask samplers: where a defect goes. ``MaskSampler``: one rotated rectangle per sample (patch defects);
 ``RegionMask``: any whole-image mask (blobs, shapes, real defects)."""
 from .base import MaskSampler, RegionMask
-from .confetti import ConfettiColour, ConfettiMask
+from .confetti import ConfettiMask
 from .patch_region import PatchRegion
 from .perlin import PerlinMask, PerlinPairMask
 from .rectangle import RectangleMask
@@ -9,6 +9,6 @@ from .scar import ScarMask
 from .shapes import ShapeMask
 from .transplant import TransplantMask
 
-__all__ = ["MaskSampler", "RegionMask", "RectangleMask", "ScarMask", "PerlinMask", "ConfettiMask", "ConfettiColour",
+__all__ = ["MaskSampler", "RegionMask", "RectangleMask", "ScarMask", "PerlinMask", "ConfettiMask",
            "ShapeMask", "PatchRegion", "TransplantMask"]
 __all__ += ["PerlinPairMask"]

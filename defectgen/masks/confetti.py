@@ -39,11 +39,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..checks import check_number, check_probability, check_range
+from ..checks import check_number, check_range
 from ..rng import integers_below
 from ..foreground import sample_foreground_points
 from ..registry import register_part
-from ..sources.base import Source, value_scale
 from .base import RegionMask
 
 #: coverage below half a grey level out of 255 changes nothing visible; cutting it keeps the mask tight (and
@@ -54,7 +53,7 @@ _TAIL_SIGMAS = 3.0
 #: blob counts are capped so the per-blob compositing loop stays short
 MAX_BLOBS = 64
 MODES = ("add", "replace")
-#: the params key of the per-blob colours, drawn by :class:`ConfettiColour`
+#: the params key of the per-blob colours, drawn by :class:`~defectgen.sources.confetti.ConfettiColour`
 COLOUR_KEY = "blob_colour"
 
 
@@ -129,53 +128,12 @@ class ConfettiMask(RegionMask):
         return alpha
 
 
-@register_part("source", "confetti_colour")
-class ConfettiColour(Source):
-    """Per-blob colours for :class:`ConfettiMask` (it reads the mask's blob params): each blob is white with
-    probability ``white_prob``, else a uniform random colour (a random grey on 1-channel images).
-
-    ``mode="add"`` (FCDD) adds the composited colours to the image, clipped to the value range; ``"replace"``
-    paints them. Blurred edges mix either with the image by their coverage.
-
-    Sampled params: ``blob_colour`` ``(B, K, C)`` in [0, 1].
-    """
-
-    def __init__(self, mode: str = "add", white_prob: float = 0.46):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode = mode
-        self.white_prob = check_probability(white_prob, "white_prob")
-        self._shared: Optional[SharedBlobs] = None
-
-    def sample(self, n, channels, height, width, shape, generator) -> Dict[str, torch.Tensor]:
-        if "blob_side_px" not in shape:
-            raise TypeError("source 'confetti_colour' colours the blobs of a 'confetti' mask; use it with that mask")
-        device = generator.device
-        k = shape["blob_side_px"].shape[1]
-        colour = torch.rand(n, k, channels, generator=generator, device=device)
-        white = torch.rand(n, k, 1, generator=generator, device=device) < self.white_prob
-        return {COLOUR_KEY: torch.where(white, 1.0, colour)}
-
-    def render_region(self, images, params, coverage):
-        b, c, h, w = images.shape
-        scale = value_scale(images.dtype)
-        fill = None if self._shared is None else self._shared.take(params, h, w, images.device)
-        if fill is None:
-            blobs = blob_coverage(params, h, w, images.device)
-            _, fill = composite_blobs(blobs, params, h, w, images.device, params[COLOUR_KEY])
-        fill = fill.expand(b, c, h, w).clone() if fill.shape[1] != c else fill  # the composite is ours to change
-        if scale != 1.0:
-            fill = fill.mul_(scale)
-        if self.mode == "add":
-            fill = fill.add_(images).clamp_(0.0, scale)
-        return fill
-
-
 _KEYS = ("blob_count", "blob_centre_yx", "blob_side_px", "blob_angle_deg", "blob_sigma_px", "blob_colour")
 
 
 class SharedBlobs:
-    """Hands one call's composited colours from :class:`ConfettiMask` to :class:`ConfettiColour`, so the
+    """Hands one call's composited colours from :class:`ConfettiMask` to
+    :class:`~defectgen.sources.confetti.ConfettiColour`, so the
     preset composites the blobs once instead of twice. The colour source takes them only for the very same
     param tensors (same objects, not modified since) and image size, and the slot is emptied when taken."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from ..masks.confetti import ConfettiColour, ConfettiMask, SharedBlobs
+from ..masks.confetti import ConfettiMask, SharedBlobs
 from ..registry import register_op
+from ..sources.confetti import ConfettiColour
 from .region import RegionDefect
 
 

@@ -17,12 +17,12 @@ from ..rng import bernoulli, integers_below
 from ..blends.base import cast_like
 from ..blends.poisson import Poisson
 from ..foreground import sample_foreground_points
-from ..masks.components import mask_boxes
+from ..components import mask_boxes
 from ..masks.patch_region import PatchRegion
 from ..registry import register_op
 from ..result import Params
-from ..sources.base import value_scale
 from ..sources.other_image import OtherImagePatch
+from ..values import value_scale
 from .base import FOREGROUND_KEY, Canvas, DefectOp, Painted
 
 # NSA zeroes its paste mask's outer pixel ring and cv2.seamlessClone keeps the ring of the mask's bounding box

@@ -8,10 +8,11 @@ import torch
 from ..rng import bernoulli
 from ..blends.base import Blend, cast_like
 from ..masks.base import RegionMask
-from ..masks.components import component_boxes, mask_boxes
+from ..components import component_boxes, mask_boxes
 from ..registry import register_op
 from ..result import Params
-from ..sources.base import Source, has_region_fill, value_scale
+from ..sources.base import Source, has_region_fill
+from ..values import value_scale
 from .base import FOREGROUND_KEY, Canvas, DefectOp, Painted
 from .patch import _part
 

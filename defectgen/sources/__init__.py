@@ -1,6 +1,7 @@
 """Sources: what fills a defect."""
 from .base import Source
 from .colour_jitter import ColourJitter
+from .confetti import ConfettiColour
 from .constant import ConstantFill
 from .diffusion import DiffusionInpaint, InpaintModel
 from .draem_augment import DraemAugment
@@ -15,4 +16,4 @@ from .transplant import TransplantSource
 __all__ = ["Source", "ColourJitter", "ConstantFill", "SelfPatch", "TextureSource", "SelfShuffle", "DraemAugment",
            "OtherImagePatch", "TransplantSource",
            "DiffusionInpaint", "InpaintModel"]
-__all__ += ["EitherSource", "GlassAugment"]
+__all__ += ["EitherSource", "GlassAugment", "ConfettiColour"]

@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional
 import torch
 
 from .._config import Configurable
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 
 
 class Source(Configurable):
@@ -52,11 +52,6 @@ class Source(Configurable):
 def has_region_fill(source: Source) -> bool:
     """Whether ``source`` fills whole-image regions (overrides :meth:`Source.render_region`)."""
     return type(source).render_region is not Source.render_region
-
-
-def value_scale(dtype: torch.dtype) -> float:
-    """Largest intensity of a dtype: 255 for uint8 images, 1.0 for float images (assumed in [0, 1])."""
-    return 255.0 if dtype == torch.uint8 else 1.0
 
 
 def resolve_source(source, name: str, allow_none: bool = False) -> Optional[Source]:

@@ -25,7 +25,7 @@ from ..checks import check_number
 from .._config import Configurable
 from ..rng import uniform
 from ..grey import LUMA
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 

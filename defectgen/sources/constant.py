@@ -5,9 +5,10 @@ from typing import Dict
 
 import torch
 
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 from ..registry import register_part
-from .base import Source, value_scale
+from ..values import value_scale
+from .base import Source
 
 FILLS = ("gray", "mean", "random", "random_gray")
 

@@ -42,7 +42,8 @@ from ..checks import check_int
 from ..rng import integers_below, uniform
 from ..registry import register_part
 from ..grey import grey
-from .base import Source, resolve_source, value_scale
+from ..values import value_scale
+from .base import Source, resolve_source
 
 OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert", "autocontrast",
        "equalize", "rotate")

@@ -8,6 +8,7 @@ import torch
 from ..checks import check_probability
 from ..rng import bernoulli
 from ..registry import register_part
+from ..result import BATCH_INDEX_KEYS
 from .base import Source, has_region_fill, resolve_source
 
 #: the per-sample choice: True where the sample's fill comes from ``first``
@@ -45,8 +46,6 @@ class EitherSource(Source):
         clash = sorted((keys_first & keys_second) | ({CHOICE_KEY} & (keys_first | keys_second)))
         if clash:
             raise ValueError(f"the two sources' params must have different names, both use {clash}")
-        from ..itemwise import BATCH_INDEX_KEYS
-
         # rendering a subset renumbers the batch: a source that indexes other samples would read the wrong ones
         crossing = sorted((keys_first | keys_second) & set(BATCH_INDEX_KEYS))
         if crossing:

@@ -41,7 +41,8 @@ import torch
 from ..grey import grey
 from ..rng import uniform
 from ..registry import register_part
-from .base import Source, resolve_source, value_scale
+from ..values import value_scale
+from .base import Source, resolve_source
 from .draem_augment import _autocontrast, _equalize, _rotate, apply_in_slots, check_op_choice, op_slots, shown_samples
 
 OPS = ("contrast", "brightness", "saturation_hue", "hflip", "vflip", "grayscale", "autocontrast", "equalize",

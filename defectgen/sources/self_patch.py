@@ -6,9 +6,10 @@ from typing import Dict, Mapping, Union
 import torch
 
 from ..rng import integers_below
-from ..masks.geometry import PatchPixels
+from ..patch_pixels import PatchPixels
 from ..registry import register_part
-from .base import Source, value_scale
+from ..values import value_scale
+from .base import Source
 from .colour_jitter import ColourJitter
 
 

@@ -11,7 +11,8 @@ from ..checks import check_int
 from ..rng import integers_below
 from ..registry import register_part
 from ..grey import luma
-from .base import Source, value_scale
+from ..values import value_scale
+from .base import Source
 
 TextureBank = Union[str, Path, torch.Tensor]
 

@@ -8,7 +8,8 @@ import torch
 from ..bank import BankSpec, as_bank
 from ..masks.transplant import warp_bank
 from ..registry import register_part
-from .base import Source, value_scale
+from ..values import value_scale
+from .base import Source
 
 # where region operators put the call's foreground in params (ops.base.FOREGROUND_KEY; parts do not import ops)
 FOREGROUND_KEY = "foreground"

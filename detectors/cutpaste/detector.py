@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from defectgen.checks import check_channels, check_int, check_number, resolve_device
+from defectgen.training import TrainingLoop, cosine_schedule
 
+from ..base import AnomalyDetector, as_float, check_images
 from ..data import ImageSource, load_normal_images
 from ..errors import NotAModelFile
-from ..base import as_float, check_images
-from ..registry import read_state, register_detector, save_state
-from ..training import TrainingLoop, cosine_schedule
+from ..registry import register_detector, save_state
 from ..types import Prediction
+from .cli import add_cutpaste_arguments, run_train_cutpaste
 from .density import GaussianDensity
 from .localization import gaussian_upsample, grad_cam, grid_size, patch_grid
 from .network import DEFAULT_HEAD, CutPasteNet
@@ -46,7 +47,7 @@ _PATCH_CHUNK = 512    # patches per forward pass in the patch-level variant
 
 
 @register_detector("cutpaste")
-class CutPasteDetector:
+class CutPasteDetector(AnomalyDetector):
     """The CutPaste anomaly detector (see the module docstring).
 
     Args:
@@ -70,6 +71,21 @@ class CutPasteDetector:
     """
 
     FORMAT = FORMAT
+    HELP = "CutPaste self-supervised detector (Li et al. 2021) on a defectgen pretext task"
+    MODEL_NAME = "CutPaste"
+
+    @classmethod
+    def add_train_arguments(cls, parser) -> None:
+        add_cutpaste_arguments(parser)
+
+    @classmethod
+    def train_command(cls, args) -> int:
+        return run_train_cutpaste(args, cls)
+
+    @classmethod
+    def for_study(cls, defects: PretextSpec, **settings: Any) -> "CutPasteDetector":
+        """A study cell's detector: the family's defects are its pretext task."""
+        return cls(pretext=defects, **settings)
 
     def __init__(self, pretext: PretextSpec = "3way", image_size: int = 256, channels: int = 3,
                  level: str = "image", patch_size: Optional[int] = None, patch_stride: int = 4,
@@ -111,10 +127,6 @@ class CutPasteDetector:
             torch.manual_seed(self.seed)
             self.network = CutPasteNet(num_classes, self.head_layers, weights)
         self.num_classes = num_classes
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
 
     def to(self, device: Union[str, torch.device]) -> "CutPasteDetector":
         """Move the network and the density to ``device`` (``"auto"``: CUDA when available)."""
@@ -335,51 +347,25 @@ class CutPasteDetector:
                  "density": self.density.state_dict()}
         return save_state(state, path)
 
-    @classmethod
-    def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
-             device: Union[str, torch.device] = "cpu") -> "CutPasteDetector":
-        """Read a model written by :meth:`save`.
-
-        Args:
-            image_size: if given, the image size the caller will use; a model made for another size is refused.
-            device: where to put the network.
-
-        Raises:
-            NotAModelFile: (a ``ValueError``) the file is not a defectgen CutPaste model.
-            ValueError: the file does not exist, or the model was made for another image size than
-                ``image_size``.
-        """
-        return cls.from_state(read_state(path, FORMAT, name="CutPaste"), path, image_size, device)
-
-    @classmethod
-    def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
-                   device: Union[str, torch.device] = "cpu") -> "CutPasteDetector":
-        """A detector from a loaded save (what :func:`detectors.registry.load_detector` calls)."""
-        config = dict(state["config"])
-        if image_size is not None and int(image_size) != config["image_size"]:
-            raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px; "
-                             f"use --image-size {config['image_size']} or train a model at {image_size} px")
+    def _restore(self, state: Dict[str, Any], config: Dict[str, Any]) -> None:
         record = state["pretext"]
         pretext = _rebuild_pretext(record)
-        det = cls.__new__(cls)
         for key, value in config.items():  # config() names the attributes the constructor sets
-            setattr(det, key, value)
-        det.pretext = None
+            setattr(self, key, value)
+        self.pretext = None
         if pretext is not None:
             try:
-                det.pretext = Pretext(pretext, scar_reference=det._scar_reference())
+                self.pretext = Pretext(pretext, scar_reference=self._scar_reference())
             except (ValueError, TypeError, KeyError):  # e.g. an operator config that held arrays
-                det.pretext = None
-        det.pretext_record = record
+                self.pretext = None
+        self.pretext_record = record
         with torch.random.fork_rng(devices=[]):
-            det.network = CutPasteNet(state["num_classes"], det.head_layers)
-        det.num_classes = state["num_classes"]
-        det.network.load_state_dict(state["network"])
-        det.network.eval()
-        det.density = GaussianDensity().load_state_dict(state["density"])
-        det.history = list(state["history"])
-        det.steps_trained = state["steps_trained"]
-        return det.to(device)
+            self.network = CutPasteNet(state["num_classes"], self.head_layers)
+        self.num_classes = state["num_classes"]
+        self.network.load_state_dict(state["network"])
+        self.network.eval()
+        self.density = GaussianDensity().load_state_dict(state["density"])
+        self.steps_trained = state["steps_trained"]
 
 
 def _rebuild_pretext(record: Dict[str, Any]):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from ..base import read_local_torch_file
+from defectgen.io.torch_files import read_local_torch_file
 
 DEFAULT_HEAD = (512,) * 8 + (128,)
 EMBEDDING_DIM = 512

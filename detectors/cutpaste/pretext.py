@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from defectgen import CutPaste, CutPasteScar, DefectOp, OneOf
-from defectgen.generation.job import jsonable
+from defectgen.recipe import jsonable
 from defectgen.registry import resolve_op
 
 NAMED = ("cutpaste", "scar", "union", "3way")

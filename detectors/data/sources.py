@@ -27,9 +27,9 @@ import torch
 
 from defectgen.checks import check_channels, check_int, check_number
 from defectgen.rng import index_seed
-from defectgen.generation.job import OpSpec, build_op
-from defectgen.generation.job import class_names as op_class_names
-from defectgen.generation.job import recipe_defects_per_image
+from defectgen.recipe import OpSpec, build_op
+from defectgen.recipe import class_names as op_class_names
+from defectgen.recipe import recipe_defects_per_image
 
 from defectgen.io.labelled import choose_real, detect_format, read_labelled
 
@@ -114,14 +114,14 @@ class SyntheticSource:
         ok_images: the defect-free images: a folder (read recursively; an MVTec root gives its ``train/good``)
             or a ``(N, channels, image_size, image_size)`` uint8 tensor.
         op: operator name(s), config(s) or object(s) (several: one class each, 1..K in order), or give
-            ``recipe`` (a YAML operator config); built by :func:`defectgen.generation.job.build_op`, as
+            ``recipe`` (a YAML operator config); built by :func:`defectgen.recipe.build_op`, as
             ``defectgen generate`` builds it.
         image_size: side ``S`` of the batch images (folder images are resized to it).
         channels: 1 (gray) or 3 (RGB).
         device: where the OK images are kept and the operator runs.
         seed: fixes each epoch's order and defects.
         class_names: names of the operator's classes (a list for ids 1..K, or ``{id: name}``); default: the
-            recipe's, else the operators' (:func:`defectgen.generation.job.class_names`, as ``generate``).
+            recipe's, else the operators' (:func:`defectgen.recipe.class_names`, as ``generate``).
         agnostic: every box is class 1, :data:`~detectors.types.AGNOSTIC_CLASS`.
         defects_per_image: how many times each batch goes through the operator (each pass adds a defect per
             image, with its own seed): real NG images often hold several defects (DeepPCB: 2-13), one per

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
 # TRAINING_SPLITS: the split a training set is read from, by format; the one table defectgen fit reads too, so
 # fit and train --real-count choose their K images from the same images
-from defectgen.fit.real import TRAINING_SPLITS
+from defectgen.io.labelled.real import TRAINING_SPLITS
 from defectgen.io.labelled import choose_real, detect_format, parse_class_map, read_labelled
 
 from ..types import LabelledSet
@@ -122,6 +122,19 @@ def read_training_set(path: Union[str, Path], format: str, split: Optional[str],
                          size=image_size, channels=channels)
 
 
+def compose_source(synthetic, real: Optional[LabelledSet], image_size: int, device: Union[str, torch.device],
+                   seed: int, agnostic: bool, mixing: Mapping[str, Any]):
+    """The training source of a synthetic side (a source, or None) and real labelled images (or None): the real
+    images alone, the synthetic source alone, or both mixed as ``mixing`` says (:func:`~.sources.mix`, the mixed
+    source taking the synthetic side's size, device and agnosticism). :func:`build_source` and a study cell both
+    end here."""
+    if synthetic is None:
+        return LabelledSource(real, image_size, device, seed, agnostic=agnostic)
+    if real is None:
+        return synthetic
+    return mix(synthetic, real, seed=seed, **mixing)
+
+
 def build_source(spec: TrainingData, image_size: int, channels: int = 3,
                  device: Union[str, torch.device] = "cpu", seed: int = 0):
     """The training source ``spec`` describes (synthetic, labelled or mixed), at ``image_size``.
@@ -163,7 +176,7 @@ def build_source(spec: TrainingData, image_size: int, channels: int = 3,
             labelled = parts.get("data")
             if "real" in parts:
                 labelled = parts["real"] if labelled is None else labelled.concat(parts["real"])
-            source = LabelledSource(labelled, image_size, device, seed, agnostic=spec.agnostic)
+            source = compose_source(None, labelled, image_size, device, seed, spec.agnostic, mixing)
     else:
         synthetic = SyntheticSource(spec.ok, op=spec.ops or None, recipe=spec.recipe, image_size=image_size,
                                     channels=channels, device=device, seed=seed, agnostic=spec.agnostic,
@@ -173,18 +186,16 @@ def build_source(spec: TrainingData, image_size: int, channels: int = 3,
         for what in ("data", "real"):
             if what in parts:
                 labelled = parts[what] if labelled is None else labelled.concat(parts[what])
-        if labelled is None:
-            source = synthetic
-        else:
-            unknown = sorted(set(labelled.class_names) - set(synthetic.class_names)) if not spec.agnostic else []
-            if unknown:
-                raise ValueError(f"the labelled classes {unknown} are not among the synthetic classes "
-                                 f"{list(synthetic.class_names)}: map them (class_map 'real=synthetic,...') or "
-                                 "train class-agnostic")
-            # without real= (ok + data) the labelled set joins proportionally, as before: mixing is between
-            # the synthetic side and the real images
-            source = mix(synthetic, labelled, seed=seed, **(mixing if step_mix else dict(mixing, real_fraction=None,
-                                                                                       schedule="mixed")))
+        unknown = [] if labelled is None or spec.agnostic else sorted(set(labelled.class_names)
+                                                                      - set(synthetic.class_names))
+        if unknown:
+            raise ValueError(f"the labelled classes {unknown} are not among the synthetic classes "
+                             f"{list(synthetic.class_names)}: map them (class_map 'real=synthetic,...') or "
+                             "train class-agnostic")
+        # without real= (ok + data) the labelled set joins proportionally, as before: mixing is between
+        # the synthetic side and the real images
+        source = compose_source(synthetic, labelled, image_size, device, seed, spec.agnostic,
+                                mixing if step_mix else dict(mixing, real_fraction=None, schedule="mixed"))
     if isinstance(source, MixedSource):
         described["mixing"] = dict(source.mixing(), step_based=source.step_based)
     described["classes"] = list(source.class_names)
@@ -192,4 +203,4 @@ def build_source(spec: TrainingData, image_size: int, channels: int = 3,
     return source, described
 
 
-__all__ = ["TrainingData", "build_source", "read_training_set"]
+__all__ = ["TrainingData", "build_source", "compose_source", "read_training_set"]

@@ -22,9 +22,10 @@ detector that ran on resized images (e.g. on ``truth.resized(S)``) gives boxes i
 :func:`rescale_boxes` puts them back. Boxes far outside an image are refused because they are the usual symptom of
 forgetting that.
 
-Values are plain Python floats in [0, 1], not rounded (as in the anomaly report; :func:`format_box_markdown` shows
-percent with one decimal). A metric that is undefined on the given data is left out and a sentence in
-``report["notes"]`` says why; the report never holds the ``-1`` that COCO tools use for "undefined".
+Values are plain Python floats in [0, 1], not rounded (as in the anomaly report;
+:func:`~detectors.metrics.tables.format_box_markdown` shows percent with one decimal). A metric that is undefined on the
+given data is left out and a sentence in ``report["notes"]`` says why; the report never holds the ``-1`` that COCO tools
+use for "undefined".
 """
 from __future__ import annotations
 
@@ -36,19 +37,11 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..types import AGNOSTIC_CLASS, LabelledSet, Prediction
-from .anomaly import (
-    _auroc,
-    _average_precision,
-    _check_both_classes,
-    _check_finite,
-    _image_inputs,
-    _in_unit_interval,
-    _markdown_table,
-    _percent,
-)
+from ..types import LabelledSet, Prediction
+from .checks import check_both_classes, check_finite, image_inputs, in_unit_interval
+from .image import auroc_checked, average_precision_checked
 
-__all__ = ["evaluate_boxes", "format_box_markdown", "rescale_boxes", "MAX_DETECTIONS"]
+__all__ = ["evaluate_boxes", "rescale_boxes", "MAX_DETECTIONS"]
 
 MAX_DETECTIONS = 100
 """Boxes per image that COCO evaluation keeps (the highest-scoring ones); COCO's own default, and the only value
@@ -56,13 +49,6 @@ torchmetrics' pycocotools backend handles correctly (other values give -1 in tor
 
 BOUNDS_TOLERANCE = 1.0
 """How far (pixels) a predicted box may reach outside its image before it is taken for a box in the wrong frame."""
-
-_BOX_METRIC_LABELS = {
-    "map_50": "AP@50",
-    "map_50_95": "AP@50:95",
-    "image_auroc": "image AUROC",
-    "image_ap": "image AP",
-}
 
 Size = Union[int, Sequence[int]]
 
@@ -208,8 +194,8 @@ def _check_prediction(prediction: Prediction, truth: LabelledSet, n_classes: int
             raise ValueError(f"image {name!r}: box_labels must be integer class ids, got {lab.dtype}")
         if not len(b):
             continue
-        _check_finite(b.detach().cpu(), f"predicted boxes of image {name!r}")
-        _check_finite(s.detach().cpu(), f"box_scores of image {name!r}")
+        check_finite(b.detach().cpu(), f"predicted boxes of image {name!r}")
+        check_finite(s.detach().cpu(), f"box_scores of image {name!r}")
         if int(lab.min()) < 1 or int(lab.max()) > n_classes:
             raise ValueError(f"image {name!r}: box_labels {lab.tolist()} outside 1..{n_classes} (the detector's "
                              f"{n_classes} classes; 0 is background and never a box label)")
@@ -366,15 +352,15 @@ def evaluate_boxes(
         if agnostic and len(truth.class_names) > 1:
             per_true_class = _agnostic_ap_per_true_class(preds, truth)
 
-    scores, y = _image_inputs(prediction.scores, defective)
+    scores, y = image_inputs(prediction.scores, defective)
     try:
-        _check_both_classes(y, "image AUROC and AP", "images")
+        check_both_classes(y, "image AUROC and AP", "images")
     except ValueError as e:
         notes.append(f"{e}.")
     else:
-        scores = _in_unit_interval(scores)
-        overall["image_auroc"] = _auroc(scores, y)
-        overall["image_ap"] = _average_precision(scores, y)
+        scores = in_unit_interval(scores)
+        overall["image_auroc"] = auroc_checked(scores, y)
+        overall["image_ap"] = average_precision_checked(scores, y)
 
     return {
         "overall": overall,
@@ -409,45 +395,3 @@ def _agnostic_ap_per_true_class(preds: list, truth: LabelledSet) -> dict[str, di
         result = coco.compute()
         out[name] = {"ap_50": float(result["map_50"]), "ap_50_95": float(result["map"])}
     return out
-
-
-def format_box_markdown(report: dict, title: str = "Object detection") -> str:
-    """A report from :func:`evaluate_boxes` as a Markdown document: a title, one table (a row "overall" with mAP@50,
-    mAP@50:95, image AUROC and image AP, then a row per class with its AP@50 and AP@50:95), metrics in percent with
-    one decimal and ``-`` where undefined, and the report's notes. The table is written by the same helper as the
-    anomaly report's (:func:`detectors.metrics.format_markdown`).
-    """
-    if not isinstance(report, dict) or "overall" not in report or "counts" not in report:
-        raise ValueError("report must be a dict from evaluate_boxes() with 'overall' and 'counts' keys")
-    overall = report["overall"]
-    counts = report["counts"]
-    per_class = report.get("per_class", {})
-    class_boxes = report.get("class_boxes", {})
-    keys = list(_BOX_METRIC_LABELS)
-
-    rows = [["overall (mAP)", str(counts.get("boxes", "-")), *(_percent(overall.get(k)) for k in keys)]]
-    for name in report.get("class_names", sorted(per_class)):
-        ap = per_class.get(name, {})
-        rows.append([name, str(class_boxes.get(name, "-")), _percent(ap.get("ap_50")), _percent(ap.get("ap_50_95")),
-                     "-", "-"])
-    for name, ap in report.get("per_true_class", {}).items():
-        rows.append([f"{name} (agnostic)", "-", _percent(ap.get("ap_50")), _percent(ap.get("ap_50_95")), "-", "-"])
-    lines = [f"# {title}", "", *_markdown_table(["subset", "boxes", *_BOX_METRIC_LABELS.values()], rows)]
-
-    notes = [
-        f"{counts.get('images', '?')} images, {counts.get('defective images', '?')} defective. Metrics in %.",
-        f"AP: COCO box average precision (pycocotools; up to {report.get('max_detections', MAX_DETECTIONS)} boxes per "
-        "image) at IoU 0.5 and averaged over IoU 0.50:0.95; the overall row is the mean over classes with boxes.",
-        "Image AUROC / AP rank the images by their top box score.",
-    ]
-    if report.get("agnostic"):
-        notes.append(f"Class-agnostic: every box counted as one class ({AGNOSTIC_CLASS!r}).")
-        if report.get("per_true_class"):
-            notes.append("A row '<class> (agnostic)' scores the boxes against that test class alone, the other "
-                         "classes' boxes ignored (COCO crowd regions).")
-    if report.get("class_map"):
-        shown = ", ".join(f"{k} -> {v if v is not None else '(dropped)'}" for k, v in report["class_map"].items())
-        notes.append(f"Detector classes mapped: {shown}.")
-    notes += list(report.get("notes", []))
-    lines += ["", " ".join(notes), ""]
-    return "\n".join(lines)

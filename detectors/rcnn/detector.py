@@ -4,7 +4,7 @@ Training data is any source of :class:`~detectors.types.TrainingBatch` (:mod:`de
 made on the fly over OK images (a fresh draw every epoch, batched on the training device), a folder that
 ``defectgen generate`` wrote, real labelled sets, or synthetic plus k real images; a
 :class:`~detectors.types.LabelledSet` is wrapped as a source. Training runs on the shared
-:class:`~detectors.training.TrainingLoop` (progress with loss and ETA, callbacks, checkpoint and resume), with
+:class:`~defectgen.training.TrainingLoop` (progress with loss and ETA, callbacks, checkpoint and resume), with
 AdamW, a linear warm-up and a cosine decay, and seeded: the same seed gives the same model on the same device.
 
 The image-level score of a prediction is the highest box score (0 where no box is found), so an object detector
@@ -17,11 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from defectgen.checks import check_channels, check_int, check_number, resolve_device
+from defectgen.checks import check_channels, check_int, check_number
+from defectgen.training import TrainingLoop, cosine_schedule
 
-from ..base import as_float, check_images
-from ..registry import read_state, register_detector, save_state
-from ..training import TrainingLoop, cosine_schedule
+from ..base import ObjectDetector, as_float, check_images
+from ..registry import register_detector, save_state
 from ..types import LabelledSet, Prediction, TrainingBatch
 from .network import BACKBONES, DEFAULT_ANCHORS, build_faster_rcnn
 
@@ -30,7 +30,7 @@ _PREDICT_CHUNK = 16
 
 
 @register_detector("fasterrcnn")
-class FasterRCNNDetector:
+class FasterRCNNDetector(ObjectDetector):
     """Faster R-CNN (torchvision) for defect boxes (see the module docstring).
 
     Args:
@@ -50,6 +50,26 @@ class FasterRCNNDetector:
     """
 
     FORMAT = FORMAT
+    HELP = "Faster R-CNN (torchvision, MobileNet-v3 or ResNet-50 FPN) on synthetic and/or real defect boxes"
+    MODEL_NAME = "Faster R-CNN"
+    _SIZE_HINT = False  # its message never named --image-size; kept as it was
+
+    @classmethod
+    def add_model_arguments(cls, parser) -> None:
+        parser.add_argument("--backbone", choices=("mobilenet_v3", "resnet50"), default="mobilenet_v3",
+                            help="(default: %(default)s)")
+        parser.add_argument("--weights-backbone", metavar="FILE", type=Path,
+                            help="local torchvision classification weights for the backbone (e.g. ImageNet)")
+
+    @classmethod
+    def model_settings(cls, args) -> Dict[str, Any]:
+        return {"backbone": args.backbone,
+                "weights_backbone": None if args.weights_backbone is None else str(args.weights_backbone)}
+
+    @classmethod
+    def cli_fit_options(cls, args) -> Dict[str, Any]:
+        # the last finished epoch, which --resume continues from
+        return {"checkpoint": args.out / "checkpoint.pt", "resume": args.resume}
 
     def __init__(self, class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
                  image_size: int = 320, channels: int = 3, backbone: str = "mobilenet_v3",
@@ -111,21 +131,13 @@ class FasterRCNNDetector:
         return network.eval()
 
     def _load_weights(self, path: Path) -> None:
-        state = read_state(path, FORMAT, name="Faster R-CNN")
+        state = self.read_state(path)
         if state["class_names"] != self.class_names or state["config"]["backbone"] != self.backbone:
             raise ValueError(f"weights {str(path)!r} are a {state['config']['backbone']} model of classes "
                              f"{state['class_names']}, not {self.backbone} of {self.class_names}")
         self.network.load_state_dict(state["network"])
 
     # -- interface ------------------------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
-
-    def to(self, device: Union[str, torch.device]) -> "FasterRCNNDetector":
-        self.network.to(resolve_device(device))
-        return self
-
     def config(self) -> Dict[str, Any]:
         return {"class_names": list(self.class_names), "image_size": self.image_size, "channels": self.channels,
                 "backbone": self.backbone, "anchor_sizes": list(self.anchor_sizes),
@@ -296,27 +308,13 @@ class FasterRCNNDetector:
                  "images_seen": self.images_seen}
         return save_state(state, path)
 
-    @classmethod
-    def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
-             device: Union[str, torch.device] = "cpu") -> "FasterRCNNDetector":
-        """Read a model written by :meth:`save` (a file, or a training run's folder)."""
-        return cls.from_state(read_state(path, FORMAT, name="Faster R-CNN"), path, image_size, device)
-
-    @classmethod
-    def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
-                   device: Union[str, torch.device] = "cpu") -> "FasterRCNNDetector":
-        config = dict(state["config"])
-        if image_size is not None and int(image_size) != config["image_size"]:
-            raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px")
-        det = cls.__new__(cls)
-        det._set_config(num_classes=None, **config)
-        det.network = det._build(load_backbone=False)  # the saved weights replace any starting files
-        det.network.load_state_dict(state["network"])
-        det.history = list(state["history"])
-        det.epochs_trained = int(state["epochs_trained"])
-        det.steps_trained = int(state["steps_trained"])
-        det.images_seen = int(state.get("images_seen", 0))  # files saved before it was counted: 0
-        return det.to(device)
+    def _restore(self, state: Dict[str, Any], config: Dict[str, Any]) -> None:
+        self._set_config(num_classes=None, **config)
+        self.network = self._build(load_backbone=False)  # the saved weights replace any starting files
+        self.network.load_state_dict(state["network"])
+        self.epochs_trained = int(state["epochs_trained"])
+        self.steps_trained = int(state["steps_trained"])
+        self.images_seen = int(state.get("images_seen", 0))  # files saved before it was counted: 0
 
 
 def _flip_boxes(boxes: torch.Tensor, horizontal: bool, vertical: bool, size: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ..base import read_local_torch_file
+from defectgen.io.torch_files import read_local_torch_file
 
 BACKBONES = ("mobilenet_v3", "resnet50")
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)

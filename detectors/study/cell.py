@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .data import StudyData, family_op, fitted_recipe
-from .recipe import BASELINE, REGIME_K, Cell, Study, real_count
+from .plan import Cell, Study
+from .schema import BASELINE, REGIME_K, real_count
 
 
 def family_spec(study: Study, cell: Cell) -> Any:
@@ -31,32 +32,35 @@ def family_spec(study: Study, cell: Cell) -> Any:
 
 def training_source(study: Study, data: StudyData, cell: Cell, device: str):
     """The object detector's training source of ``cell``: synthetic, synthetic + K real (mixed as the study's
-    ``mixing`` says, through :func:`~detectors.data.sources.mix`), or real only."""
+    ``mixing`` says), or real only ("K real alone" or "all real" for the ``none`` family), made as
+    ``defectgen train`` makes its own (:func:`~detectors.data.training_data.compose_source`)."""
     from defectgen.io.labelled import choose_real
 
-    from ..data.sources import LabelledSource, SyntheticSource, mix
+    from ..data.sources import SyntheticSource
+    from ..data.training_data import compose_source
 
-    detector = study.detectors[cell.detector]
-    agnostic = detector["agnostic"]
+    agnostic = study.detectors[cell.detector]["agnostic"]
     k = real_count(cell.regime)
-    if cell.family == BASELINE:  # "K real alone" (synthetic+K) or "all real" (real)
+    synthetic = None
+    if cell.family != BASELINE:
+        spec = family_spec(study, cell)
+        if isinstance(spec, Mapping) and "fit" in spec:  # a fitted recipe paints the count per image it measured
+            op, defects_per_image, _ = fitted_recipe(study, spec["fit"], cell.seed)
+        else:
+            op, defects_per_image = family_op(study, spec, data, cell.seed), study.synthetic["defects_per_image"]
+        synthetic = SyntheticSource(data.ok_train, op=op,
+                                    image_size=study.image_size, device=device, seed=cell.seed, agnostic=agnostic,
+                                    defects_per_image=defects_per_image,
+                                    box_margin_px=study.synthetic["box_margin"] * study.image_size)
+    real = None
+    if cell.family == BASELINE or k:  # the regime's K real images, or all of them (regime real)
         real = data.real_train if k is None else choose_real(data.real_train, k, cell.seed)
-        return LabelledSource(real, study.image_size, device, cell.seed, agnostic=agnostic)
-    spec = family_spec(study, cell)
-    if isinstance(spec, Mapping) and "fit" in spec:  # a fitted recipe paints the count per image it measured
-        op, defects_per_image, _ = fitted_recipe(study, spec["fit"], cell.seed)
-    else:
-        op, defects_per_image = family_op(study, spec, data, cell.seed), study.synthetic["defects_per_image"]
-    synthetic = SyntheticSource(data.ok_train, op=op,
-                                image_size=study.image_size, device=device, seed=cell.seed, agnostic=agnostic,
-                                defects_per_image=defects_per_image,
-                                box_margin_px=study.synthetic["box_margin"] * study.image_size)
-    if k:
-        return mix(synthetic, data.real_train, k, seed=cell.seed, **study.mixing)
-    return synthetic
+    return compose_source(synthetic, real, study.image_size, device, cell.seed, agnostic, study.mixing)
 
 
-def _pretext(study: Study, data: StudyData, cell: Cell):
+def _family_defects(study: Study, data: StudyData, cell: Cell):
+    """What an anomaly detector of ``cell`` learns from (:meth:`~detectors.base.AnomalyDetector.for_study`): the
+    family's pretext or operator."""
     spec = study.families[cell.family]
     if spec == BASELINE:
         return "3way"  # unused: the untrained control takes no step
@@ -69,9 +73,10 @@ def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
           log: Callable[[str], None]) -> Dict[str, Any]:
     """Train ``cell``'s detector; returns ``{"detector", "record"}`` (the record: epochs or steps, the images seen
     and steps an object detector trained, images per epoch, training seconds)."""
-    from ..registry import create_detector
+    from ..registry import ANOMALY, detector_class
 
     spec = study.detectors[cell.detector]
+    cls = detector_class(spec["kind"])
     settings = dict(spec["settings"], image_size=study.image_size, seed=cell.seed)
     last = {"time": 0.0}
 
@@ -82,9 +87,9 @@ def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
             log("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
 
     start = time.perf_counter()
-    if study.is_anomaly(cell.detector):
+    if cls.TASK == ANOMALY:
         steps = 0 if cell.family == BASELINE else spec["steps"]
-        detector = create_detector(spec["kind"], pretext=_pretext(study, data, cell), **settings)
+        detector = cls.for_study(_family_defects(study, data, cell), **settings)
         log(f"train {spec['kind']} on {len(data.ok_train)} OK images, {steps} steps")
         detector.fit(data.ok_train, steps=steps, device=device, progress=False, callback=callback)
         record = {"steps": steps, "images_per_epoch": len(data.ok_train)}
@@ -92,10 +97,10 @@ def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
         source = training_source(study, data, cell, device)
         # exactly images_seen images (steps of the batch size), whatever the data's size: equal cost per cell
         length = {"epochs": spec["epochs"]} if "epochs" in spec else {"images_seen": spec["images_seen"]}
-        detector = create_detector(spec["kind"], class_names=list(source.class_names), **settings)
+        detector = cls(class_names=list(source.class_names), **settings)
         log(f"train {spec['kind']} on {source!r}: " + ", ".join(f"{k} {v}" for k, v in length.items()))
-        extra = {"out": folder / "run"} if spec["kind"] == "yolo" else {}
-        detector.fit(source, **length, device=device, progress=False, callback=callback, **extra)
+        detector.fit(source, **length, device=device, progress=False, callback=callback,
+                     **cls.study_fit_options(folder))
         record = {**({"epochs": spec["epochs"]} if "epochs" in spec else {}),
                   "images_seen": getattr(detector, "images_seen", None),
                   "steps": getattr(detector, "steps_trained", None), "images_per_epoch": len(source)}

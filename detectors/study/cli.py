@@ -7,7 +7,8 @@
 
 Exit codes: 0 when every cell of this run finished, 1 when some failed (the study went on; the report marks
 them), 2 for a usage error (bad recipe key, missing path, a regime the data cannot support, a folder holding
-another study), always before any training starts.
+another study), always before any training starts. ``defectgen`` finds :data:`ABLATE` through the
+``defectgen.commands`` entry points.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from defectgen.cli_support import CliError, add_device_argument, resolve_device
+from defectgen.cli_support import CliError, Command, add_device_argument, resolve_device
 
 
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +43,13 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from .recipe import RecipeError, expand, load_study, parse_shard
-    from .runner import STUDY_FILE, read_json, run_study, select_shard
+    from defectgen.run_folder import interleaved_share, read_json
+
+    from .folder import STUDY_FILE, parse_shard
+    from .plan import expand
+    from .recipe import load_study
+    from .runner import run_study
+    from .schema import RecipeError
 
     if args.report is not None:
         if args.recipe is not None or args.out is not None:
@@ -59,7 +65,7 @@ def run_ablate(args: argparse.Namespace) -> int:
         study = load_study(args.recipe, budget)
         shard = parse_shard(args.shard) if args.shard else None
         if args.plan:
-            cells = select_shard(expand(study), shard)
+            cells = interleaved_share(expand(study), shard)
             for cell in cells:
                 print(f"{cell.id}  {cell.family:16s} {cell.regime:14s} {cell.detector:12s} seed {cell.seed}")
             print(f"{len(cells)} cells", file=sys.stderr)
@@ -85,3 +91,8 @@ def _report_only(folder: Path) -> int:
         raise CliError(str(error)) from None
     print(f"wrote {paths['table']}, {paths['jsonl']}, {paths['csv']} and {len(paths['heatmaps'])} heatmaps")
     return 0
+
+
+ABLATE = Command("ablate", "run a study: which synthetic defect families, in which detectors, find which real "
+                           "defects (a YAML recipe expanded into resumable, shardable cells; tables and heatmaps)",
+                 add_ablate_arguments, run_ablate, order=60)

@@ -16,14 +16,15 @@ of a study trains and is tested on the same split:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from defectgen.rng import index_seed
 
 from ..types import AGNOSTIC_CLASS, LabelledSet
-from .recipe import Study
+from .plan import Study
+from .splits import defect_split_training, split_pair_ids
 
 CHANNELS = 3
 
@@ -166,19 +167,10 @@ class StudyData:
                 raise ValueError(f"test set {name!r} holds no image")
 
 
-def split_pair_ids(ids: List[str], every: int) -> Tuple[List[str], List[str]]:
-    """A DeepPCB study's ``(training ids, test ids)`` from its sorted pair ids: every ``every``-th is a test pair
-    (the one rule; the overlap check lists the same pairs)."""
-    return ([i for k, i in enumerate(ids) if k % every != every - 1],
-            [i for k, i in enumerate(ids) if k % every == every - 1])
-
-
 def without_defect_split(study: Study, test: LabelledSet) -> LabelledSet:
     """An MVTec real test set without ``data.defect_split``'s training part (images, masks and boxes go
     together); the set as it is without a split."""
     from pathlib import Path
-
-    from .overlap import defect_split_training
 
     training = defect_split_training(study)
     if not training:
@@ -191,7 +183,7 @@ def without_defect_split(study: Study, test: LabelledSet) -> LabelledSet:
 def family_op(study: Study, spec: Any, data: Optional[StudyData], seed: int):
     """The operator a family spec makes defects with (``{op}``, ``{recipe}``, ``{pretext}`` or ``{transplant}``);
     a list of operators for a multi-class op list. ``data`` and ``seed`` choose a transplant's real pairs."""
-    from defectgen.generation.job import build_op
+    from defectgen.recipe import build_op
 
     if "op" in spec:
         items = spec["op"] if isinstance(spec["op"], list) else [spec["op"]]
@@ -216,7 +208,7 @@ def fitted_recipe(study: Study, spec: Dict[str, Any], seed: int):
     :func:`~defectgen.io.labelled.choose_real` with ``seed``, the images a ``synthetic+K`` cell trains on — and its
     recipe built in memory. ``defects_per_image`` is the count per image the fit measured."""
     from defectgen.fit import RealSpec, fit_recipe, measure_defects, read_real
-    from defectgen.generation.job import build_op
+    from defectgen.recipe import build_op
 
     k = spec.get("k")
     if not k:

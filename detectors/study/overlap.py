@@ -33,14 +33,12 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from .recipe import BASELINE, RecipeError, Study
+from .plan import Study
+from .schema import BASELINE, RecipeError
+from .splits import defect_split_training, mvtec_root, resolved, split_pair_ids
 
 SHOWN = 3
 """How many of the overlapping files a refusal names (then the count)."""
-
-
-def _resolved(path: Any) -> Path:
-    return Path(str(path)).expanduser().resolve()
 
 
 def shown(path: Path) -> str:
@@ -50,26 +48,6 @@ def shown(path: Path) -> str:
     except ValueError:  # another drive
         return str(path)
     return relative if len(relative) < len(str(path)) else str(path)
-
-
-# -- the data's fixed defect split ------------------------------------------------------------------------------
-def defect_split_training(study: Study) -> Set[Path]:
-    """The resolved image files of ``data.defect_split``'s training part (empty without one): the defective
-    test images of the MVTec folder ``data.root`` that families may learn from and the real test set leaves out."""
-    spec = study.data.get("defect_split")
-    if not spec:
-        return set()
-    from defectgen.io.mvtec import split_defects
-
-    parts = split_defects(_mvtec_root(study.resolve_path(study.data["root"])), spec["shots"], spec["seed"])
-    return {_resolved(item.image) for item in parts.train}
-
-
-def _mvtec_root(root: Path) -> Path:
-    """An MVTec root as the labelled-set reader takes it: a ``defectgen generate`` output holds one as ``mvtec/``."""
-    if not (root / "train").is_dir() and not (root / "test").is_dir() and (root / "mvtec").is_dir():
-        return root / "mvtec"
-    return root
 
 
 # -- what a test set scores on ------------------------------------------------------------------------------------
@@ -90,8 +68,6 @@ class _Listing:
 
     def deeppcb_ids(self) -> Tuple[List[str], List[str]]:
         """The data's training and test pair ids (the study's split: sorted, every ``test_every``-th a test)."""
-        from .data import split_pair_ids
-
         ids = sorted(item.name for item in self.pairs(self.study.resolve_path(self.study.data["root"])))
         return split_pair_ids(ids, self.study.data["test_every"])
 
@@ -100,7 +76,7 @@ class _Listing:
         if ids is not None:
             wanted = set(ids)
             items = [it for it in items if it.name in wanted]
-        return {_resolved(it.image) for it in items}
+        return {resolved(it.image) for it in items}
 
 
 def test_set_files(study: Study, name: str, listing: Optional[_Listing] = None) -> Optional[Set[Path]]:
@@ -116,8 +92,8 @@ def test_set_files(study: Study, name: str, listing: Optional[_Listing] = None) 
         if data["format"] == "mvtec":
             from defectgen.io import read_mvtec
 
-            layout = read_mvtec(_mvtec_root(study.resolve_path(data["root"])), require_test=True)
-            return {_resolved(item.image) for item in layout.test} - defect_split_training(study)
+            layout = read_mvtec(mvtec_root(study.resolve_path(data["root"])), require_test=True)
+            return {resolved(item.image) for item in layout.test} - defect_split_training(study)
         return None
     if "path" in spec:
         return labelled_files(study, spec, listing)
@@ -138,16 +114,16 @@ def labelled_files(study: Study, spec: Mapping[str, Any], listing: _Listing) -> 
         except ValueError:
             fmt = None
     if fmt == "mvtec" and root.is_dir():
-        root = _mvtec_root(root)
+        root = mvtec_root(root)
         split = spec.get("split") or "test"
         layout = read_mvtec(root, require_test=split == "test", require_train=split == "train")
-        return {_resolved(p) for p in layout.train} if split == "train" else \
-            {_resolved(item.image) for item in layout.test}
+        return {resolved(p) for p in layout.train} if split == "train" else \
+            {resolved(item.image) for item in layout.test}
     if fmt == "deeppcb" and root.is_dir():
         return listing.pair_images(root)
     if root.is_file():
         root = root.parent
-    return {_resolved(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
+    return {resolved(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
 
 
 # -- what a family learns from ------------------------------------------------------------------------------------
@@ -165,7 +141,7 @@ def family_training_files(study: Study, spec: Any, listing: Optional[_Listing] =
     if "op" in spec:
         config = spec["op"]
     elif "recipe" in spec:
-        from defectgen.generation.job import load_recipe
+        from defectgen.recipe import load_recipe
 
         config = load_recipe(study.resolve_path(spec["recipe"]))
     else:  # a named pretext: no real data
@@ -214,12 +190,12 @@ def bank_files(bank: Any, listing: _Listing) -> Set[Path]:
     if isinstance(bank, (str, Path)):
         root = Path(str(bank))
         if not (root / "test").is_dir() and (root / "templates").is_dir():
-            return listing.pair_images(_resolved(root))
-        return {_resolved(item.image) for item in mvtec_bank_items(root)}
+            return listing.pair_images(resolved(root))
+        return {resolved(item.image) for item in mvtec_bank_items(root)}
     if isinstance(bank, Mapping) and "root" in bank:
         settings = {k: v for k, v in bank.items() if k not in ("layout", "foreground")}
         if bank.get("layout", "mvtec") == "pairs":
-            root = _resolved(settings["root"])
+            root = resolved(settings["root"])
             items = listing.pairs(root)
             ids = settings.get("ids")
             if ids is not None:
@@ -227,8 +203,8 @@ def bank_files(bank: Any, listing: _Listing) -> Set[Path]:
                 items = [it for it in items if it.name in ids]
             if settings.get("limit") is not None:
                 items = items[:int(settings["limit"])]
-            return {_resolved(it.image) for it in items}
-        return {_resolved(item.image) for item in mvtec_bank_items(**settings)}
+            return {resolved(it.image) for it in items}
+        return {resolved(item.image) for item in mvtec_bank_items(**settings)}
     return set()
 
 
@@ -254,7 +230,7 @@ def model_files(model: str) -> Set[Path]:
                 path = Path(data_root) / path.relative_to(Path(data))
             except ValueError:
                 pass
-        out.add(_resolved(path))
+        out.add(resolved(path))
     return out
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from defectgen.io.atomic import write_text_atomic
+from defectgen.run_folder import read_json
 
+from .folder import CELLS, RESULT, STUDY_FILE
 from .ranks import spearman, spearman_interval
-from .recipe import BASELINE
-from .runner import CELLS, RESULT, STUDY_FILE, read_json
+from .schema import BASELINE
 
 Key = Tuple[str, str, str, str, str]  # test set, metric, family, regime, detector
 

@@ -1,12 +1,8 @@
 """Running a study: every cell of the plan (or of one shard of it) into its own folder, resumable, then the report.
 
-The study folder (``--out``)::
-
-    study.json                 the study: its fingerprint (the resolved recipe), the plan of cells, metadata
-    cells/<id>/cell.json       the cell's resolved settings (``id`` is their hash)
-    cells/<id>/result.json     written last, atomically: status done (record + metrics per test set) or failed
-    cells/<id>/log.txt         what the cell printed: training progress, metrics, the traceback of a failure
-    results.jsonl, results.csv, table.md, heatmaps/   the report (:mod:`.report`), rendered from the cell folders
+The study folder (``--out``; its layout: :mod:`.folder`) holds ``study.json`` and a folder per cell
+(``cells/<id>/``: ``cell.json``, ``result.json``, ``log.txt``), and the report rendered from them
+(``results.jsonl``, ``results.csv``, ``table.md``, ``heatmaps/``; :mod:`.report`).
 
 A cell with a ``result.json`` is finished and never run again. A run killed mid-cell leaves the cell without
 one: ``--resume`` runs it again from the start (cells are pure functions of their settings, so the study ends
@@ -27,13 +23,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from defectgen.io.atomic import write_text_atomic
+from defectgen.run_folder import interleaved_share, read_json, write_record
 
 from .data import StudyData
-from .recipe import Cell, RecipeError, Study, differing_keys, expand, real_count
-
-STUDY_FILE = "study.json"
-CELLS = "cells"
-RESULT = "result.json"
+from .folder import CELLS, RESULT, STUDY_FILE, check_out_folder
+from .plan import Cell, Study, expand
+from .report import render_report
+from .schema import RecipeError, real_count
 
 
 def study_record(study: Study, cells: List[Cell]) -> Dict[str, Any]:
@@ -53,38 +49,6 @@ def study_record(study: Study, cells: List[Cell]) -> Dict[str, Any]:
         "cells": [{"id": c.id, "family": c.family, "regime": c.regime, "detector": c.detector, "seed": c.seed}
                   for c in cells],
     }
-
-
-def read_json(path: Path) -> Optional[Dict[str, Any]]:
-    """The JSON in ``path``, or None when it is missing or unreadable (a half-copied shard)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def check_out_folder(study: Study, out: Path, cells: List[Cell]) -> None:
-    """Refuse a study folder that holds another study: name the recipe keys that differ."""
-    existing = read_json(out / STUDY_FILE)
-    if existing is None:
-        return
-    keys = differing_keys(existing.get("fingerprint", {}), study.fingerprint())
-    if not keys:  # the same recipe text, but a file it names (an operator recipe) may have changed since
-        before = {(c["family"], c["regime"], c["detector"], c["seed"]): c["id"] for c in existing.get("cells", [])}
-        keys = sorted({f"families.{c.family}.recipe (the file's content)" for c in cells
-                       if before.get((c.family, c.regime, c.detector, c.seed), c.id) != c.id})
-    if keys:
-        shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
-        raise RecipeError(f"{str(out)!r} holds a study whose recipe differs in: {shown}; use another --out, or "
-                          "restore the recipe it was run with")
-
-
-def select_shard(cells: List[Cell], shard: Optional[Tuple[int, int]]) -> List[Cell]:
-    """The cells of shard ``(k, N)``: plan indices ``i % N == k`` (all cells for None)."""
-    if shard is None:
-        return list(cells)
-    k, n = shard
-    return [cell for i, cell in enumerate(cells) if i % n == k]
 
 
 def validate(study: Study, data: StudyData) -> None:
@@ -118,8 +82,7 @@ def run_one(study: Study, data: StudyData, cell: Cell, folder: Path, device: str
     if folder.exists():  # a cell killed mid-run: start it again from nothing
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    write_text_atomic(folder / "cell.json", json.dumps({"id": cell.id, "settings": cell.settings}, indent=1,
-                                                       sort_keys=True, default=str) + "\n")
+    write_record(folder / "cell.json", {"id": cell.id, "settings": cell.settings}, indent=1, default=str)
     log = _Log(folder / "log.txt")
     log(f"cell {cell.id}: {cell.label}, device {device}")
     result: Dict[str, Any] = {"id": cell.id, "family": cell.family, "regime": cell.regime,
@@ -137,7 +100,7 @@ def run_one(study: Study, data: StudyData, cell: Cell, folder: Path, device: str
     result["seconds"] = round(time.perf_counter() - start, 2)
     result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     shutil.rmtree(folder / "run", ignore_errors=True)  # a YOLO run folder: weights and data, not kept
-    write_text_atomic(folder / RESULT, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
+    write_record(folder / RESULT, result, indent=1, default=str)
     return result
 
 
@@ -165,7 +128,7 @@ def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tupl
     out = Path(out)
     cells = expand(study)
     check_out_folder(study, out, cells)
-    mine = select_shard(cells, shard)
+    mine = interleaved_share(cells, shard)
     finished = [c for c in mine if (out / CELLS / c.id / RESULT).is_file()]
     if finished and not resume:
         raise RecipeError(f"{str(out)!r} already holds {len(finished)} finished cells of this study; pass --resume "
@@ -198,8 +161,6 @@ def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tupl
         say(f"[{n}/{len(todo)}] {result['status']} in {result['seconds']:.0f} s: {headline(result, study.metrics)}; "
             f"{len(todo) - n} left, ETA {_duration(eta)}")
     if report:
-        from .report import render_report
-
         render_report(out)
     return counts
 

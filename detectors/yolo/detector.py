@@ -1,86 +1,36 @@
 """YOLODetector: an ultralytics YOLO object detector trained on defectgen data, behind the detector interface.
 
 ultralytics (AGPL-3.0) is an optional extra (``pip install 'defectgen[yolo]'``): this module imports without it,
-and the detector asks for it when it is created. What the wrapper decides, and why:
-
-- **Data.** ultralytics trains from a ``data.yaml`` on disk and writes caches next to the labels, so the training
-  data — a :class:`~detectors.types.LabelledSet`, or a training source (labelled, synthetic, mixed) — is written
-  as a YOLO set *inside the run folder* (``<out>/data``, PNG at ``image_size``, absolute paths in its
-  ``data.yaml``; see :mod:`.yoloset`). The user's data folders are only read.
-- **Fresh synthetic defects every epoch** come from a custom ultralytics dataset that paints the defect where
-  the OK image is loaded, seeded by (seed, epoch, image) with the epoch carried by the sampler's indices, rather
-  than from rewriting files at each epoch start: the dataset's in-memory labels and mosaic buffer, and
-  dataloader workers that prefetch the next epoch before ``on_train_epoch_start``, would see a mix of old and
-  new files. The same seed gives the same defects at the same epoch whatever the number of workers, and a
-  resumed run draws the defects the uninterrupted run would have drawn (:mod:`.dataset`). A run counted in
-  images seen seeds them by (seed, step, image) instead: a fresh defect at every draw.
-- **Offline.** Nothing is downloaded and no integration runs (:mod:`.offline`): ultralytics is imported with
-  ``YOLO_OFFLINE`` and a private settings folder, integrations are switched off in memory and their callbacks
-  dropped, the data dictionary is built without ``check_det_dataset`` (which fetches a font), ``plots=False``
-  (fonts), ``amp=False`` (the AMP check downloads weights; training is fp32), no final re-validation of
-  ``best.pt``, and ``Model.train`` (its PyPI update check) is not used: the trainer is driven directly.
-- **Seeded.** The network's initialisation, ultralytics' ``seed`` with ``deterministic=True``, the shuffling
-  and the augmentations (seeded by ultralytics from ``seed``) and the synthetic defects: the same seed gives the
-  same model on the same device and library versions. The global random streams, the deterministic-algorithm
-  flags and the thread count ultralytics changes are restored after each fit.
-- **The model kept** is ultralytics' final model: the exponential moving average of the weights after the last
-  epoch (what ``last.pt`` holds, taken before ultralytics rounds it to fp16). ``best.pt`` is not used: it is
-  chosen on the validation images, and the detector selects nothing on data it may be evaluated on. Early
-  stopping is off for the same reason (``patience=0``); the validation images only monitor the fit.
-- **Optimiser steps.** ultralytics accumulates gradients up to a nominal batch of 64 images; here the nominal
-  batch is ``batch_size`` (one optimiser step per batch), so short runs on small sets really train. Pass
-  ``train_args={"nbs": 64}`` for ultralytics' behaviour.
-- **Length.** ``fit(epochs=...)`` keeps ultralytics' epochs (every image once per epoch, its own shuffling);
-  ``fit(images_seen=...)`` trains on a stated number of images whatever the data's size, in epochs of a fixed
-  number of batches that the detector's own sampler draws (:mod:`.dataset`), which is also how a
-  :class:`~detectors.data.sources.MixedSource` mixed step by step gets its planned real share in every batch.
-  The warm-up follows the run's length, not ultralytics' 3 epochs (:meth:`YOLODetector.run_settings`): a short
-  run that was three quarters warm-up learnt nothing.
-- **Resume.** ``fit(..., out=run, resume=True)`` continues an interrupted fit from ultralytics' ``last.pt`` in the
-  run folder (written atomically at each epoch end) with the same settings and data. It continues from that
-  checkpoint; it is not bit-identical to an uninterrupted run, because ultralytics restarts from the checkpoint's
-  (fp16) EMA weights and a fresh shuffling stream.
-- **Prediction** runs the network directly (eval mode, a ``(B, 3, S, S)`` float batch) and ultralytics' NMS with a
-  low confidence threshold suited to mAP, not ``YOLO.predict`` with its own image I/O, letterboxing and
-  side effects. NMS gets no time limit, so the boxes do not depend on the machine's speed.
-- **Saves** hold tensors and plain data only (``torch.load(weights_only=True)``): the network is rebuilt from the
-  model yaml dict it was made from, not unpickled from an ultralytics checkpoint.
+and the detector asks for it when it is created. What the wrapper decides (data in the run folder, fresh synthetic
+defects every epoch, offline, seeded, the model kept, optimiser steps, length, resume, prediction, saves) and why
+is in ``docs/yolo.md``; the run folder is :mod:`.run_folder`, the fit on ultralytics' trainer :mod:`.training`,
+the network :mod:`.network`.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
-import os
-import random
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
 from defectgen.checks import check_channels, check_int, check_number, resolve_device
-from defectgen.generation.progress import Progress
-from defectgen.io.atomic import write_text_atomic
 
-from ..base import check_images
-from ..registry import read_state, register_detector, save_state
+from ..base import ObjectDetector, check_images
+from ..registry import register_detector, save_state
 from ..types import AGNOSTIC_CLASS, Prediction
-from .offline import MISSING, import_ultralytics, quiet_offline
+from .network import network_from_yaml, nms, transfer_weights
+from .offline import import_ultralytics, quiet_offline
+from .run_folder import (RUN_DATA, RUN_TRAINER, check_same_run, clear_run, last_checkpoint, new_state,
+                         resume_state, write_state)
+from .training import preserved_global_state, step_plan, train_on_ultralytics
 from .yoloset import prepare_run_data, source_class_names, split_sources, to_channels
 
 FORMAT = "defectgen.detectors.yolo/1"
 """Written into every saved model; :meth:`YOLODetector.load` refuses files without it."""
-
-RUN_FORMAT = "defectgen.detectors.yolo.run/1"
-RUN_STATE = "yolo-run.json"
-"""The run folder's record of a fit (settings, data fingerprint, epoch records) that ``resume`` checks."""
-RUN_DATA = "data"
-RUN_TRAINER = "ultralytics"
-"""ultralytics' own folder inside the run folder (``weights/last.pt``, ``results.csv``, ``args.yaml``)."""
 
 DEFAULT_MODEL = "yolov8n.yaml"
 
@@ -99,8 +49,8 @@ _PREDICT_CHUNK = 32
 
 
 @register_detector("yolo")
-class YOLODetector:
-    """An ultralytics YOLO detector (see the module docstring).
+class YOLODetector(ObjectDetector):
+    """An ultralytics YOLO detector (what it decides and why: ``docs/yolo.md``).
 
     Args:
         class_names: the defect classes (id ``k + 1`` is ``class_names[k]``). Without it (and without
@@ -114,7 +64,7 @@ class YOLODetector:
         weights: optional local file to start from: an ultralytics ``.pt`` checkpoint (a pickle: only files you
             trust), a state dict, or a defectgen YOLO model; layers whose names and shapes match are copied.
             Never downloaded.
-        batch_size: images per training batch (and per optimiser step, see the module docstring).
+        batch_size: images per training batch (and per optimiser step, see ``docs/yolo.md``).
         optimizer: ultralytics' optimiser name: ``"SGD"``, ``"AdamW"``, ``"Adam"``, ``"RMSprop"``... or
             ``"auto"`` (its rule: AdamW with a learning rate from the class count for short runs, ignoring
             ``learning_rate``; MuSGD for long ones).
@@ -136,6 +86,28 @@ class YOLODetector:
     """
 
     FORMAT = FORMAT
+    HELP = "YOLO (ultralytics, AGPL-3.0, the optional 'yolo' extra) on synthetic and/or real defect boxes"
+    MODEL_NAME = "YOLO"
+
+    @classmethod
+    def add_model_arguments(cls, parser) -> None:
+        parser.add_argument("--model", metavar="YAML", default=DEFAULT_MODEL,
+                            help="ultralytics model yaml, random init (default: %(default)s)")
+        parser.add_argument("--workers", metavar="N", type=int, default=0,
+                            help="data loader processes (default: %(default)s: same seed, same model)")
+
+    @classmethod
+    def model_settings(cls, args) -> Dict[str, Any]:
+        return {"model": args.model}
+
+    @classmethod
+    def cli_fit_options(cls, args) -> Dict[str, Any]:
+        # the run folder holds ultralytics' run (last.pt, for --resume) and the fit's settings
+        return {"out": args.out, "resume": args.resume, "workers": args.workers}
+
+    @classmethod
+    def study_fit_options(cls, folder: Path) -> Dict[str, Any]:
+        return {"out": folder / "run"}  # ultralytics' run folder inside the cell's
 
     def __init__(self, class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
                  image_size: int = 320, channels: int = 3, model: str = DEFAULT_MODEL,
@@ -200,26 +172,17 @@ class YOLODetector:
             except FileNotFoundError:
                 raise ValueError(f"model yaml {self.model!r} not found: name one ultralytics ships (e.g. "
                                  "'yolov8n.yaml', 'yolo11n.yaml') or a local .yaml file") from None
-        self.network, self.model_yaml = _network_from_yaml(cfg, len(self.class_names), self.seed)
+        self.network, self.model_yaml = network_from_yaml(cfg, len(self.class_names), self.seed)
         stride = int(self.network.stride.max())
         if self.image_size % stride:
             raise ValueError(f"image_size must be a multiple of the network's stride {stride}, got {self.image_size}")
         if self.weights is not None:
-            _transfer_weights(self.network, self.weights)
+            transfer_weights(self.network, self.weights, FORMAT)
         self.network.to(device).eval()
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
-
-    def to(self, device: Union[str, torch.device]) -> "YOLODetector":
-        """Move the network to ``device`` (``"auto"``: CUDA when available); training happens there too."""
-        self.network.to(resolve_device(device))
-        return self
 
     def config(self) -> Dict[str, Any]:
         """The constructor arguments (JSON-able); a saved model records them."""
@@ -333,58 +296,29 @@ class YOLODetector:
         run = Path(tempfile.mkdtemp(prefix="defectgen-yolo-run-") if temporary else out).resolve()
         try:
             if resume:
-                state = self._resume_state(run, epochs, images_seen)
+                state = resume_state(run, self.config(), epochs, images_seen)
             else:
-                _clear_run(run)
-            with _preserved_global_state(), quiet_offline(verbose):
+                clear_run(run)
+            with preserved_global_state(), quiet_offline(verbose):
                 run_data = prepare_run_data(sets, synthetic, self.class_names, self.image_size, self.channels,
                                             self.seed, run / RUN_DATA, val=val)
-                plan = self._step_plan(data, run_data, epochs, images_seen)
+                plan = step_plan(data, run_data, epochs, images_seen, self.batch_size, self.seed)
                 length = {"epochs": plan.epochs if plan is not None else epochs, "images_seen": images_seen,
                           "steps": plan.total_steps if plan is not None else None,
                           "batches_per_epoch": plan.per_epoch if plan is not None else None}
                 if resume:
-                    if state["data_fingerprint"] != run_data.fingerprint:
-                        raise ValueError(f"resume needs the data of the interrupted fit in {str(run)!r}; this data "
-                                         "differs (start a new fit without resume)")
-                    if state.get("length", {}).get("steps") != length["steps"]:  # e.g. another mixing plan
-                        raise ValueError(f"the fit in {str(run)!r} was planned as {state.get('length')}, this one "
-                                         f"as {length}; start a new fit without resume")
+                    check_same_run(run, state, run_data.fingerprint, length)
                 else:
-                    state = {"format": RUN_FORMAT, "config": self.config(), "epochs": epochs,
-                             "images_seen": images_seen, "length": length,
-                             "before": {"epochs_trained": self.epochs_trained, "history": list(self.history),
-                                        "steps_trained": self.steps_trained, "images_seen": self.images_seen},
-                             "data_fingerprint": run_data.fingerprint, "records": [], "finished": False}
-                    _write_state(run, state)
+                    before = {"epochs_trained": self.epochs_trained, "history": list(self.history),
+                              "steps_trained": self.steps_trained, "images_seen": self.images_seen}
+                    state = new_state(self.config(), epochs, images_seen, length, before, run_data.fingerprint)
+                    write_state(run, state)
                 self._train(run, run_data, state, length["epochs"], plan, resume, progress, callback, workers, val,
                             verbose)
         finally:
             if temporary:
                 shutil.rmtree(run, ignore_errors=True)
         return self
-
-    def _step_plan(self, data: Any, run_data, epochs: Optional[int], images_seen: Optional[int]):
-        """The run's :class:`~detectors.yolo.dataset.StepPlan`, or None for an epoch run on ultralytics' own
-        sampler (``epochs`` given and no step-based mix)."""
-        from ..data.sources import steps_for
-        from .dataset import StepPlan, choose_epochs
-        from .yoloset import mixed_files
-
-        step_mixed = bool(getattr(data, "step_based", False)) and callable(getattr(data, "plan", None))
-        if images_seen is None and not step_mixed:
-            return None
-        b = self.batch_size
-        files = run_data.counts["labelled"] + run_data.counts["ok"]
-        per_pass = data.steps_per_epoch(b) if step_mixed else math.ceil(files / b)
-        if images_seen is None:
-            n_epochs, per_epoch = epochs, per_pass
-        else:
-            n_epochs, per_epoch = choose_epochs(steps_for(images_seen, b), per_pass)
-        if not step_mixed:
-            return StepPlan(n_epochs, per_epoch, b, self.seed)
-        synthetic_files, real_files = mixed_files(data, run_data)
-        return StepPlan(n_epochs, per_epoch, b, self.seed, data, synthetic_files, real_files)
 
     def run_settings(self, total_steps: int, per_epoch: int) -> Dict[str, Any]:
         """The ultralytics settings the detector derives from the run's length (``total_steps`` optimiser steps
@@ -404,30 +338,6 @@ class YOLODetector:
             return {}
         return {"warmup_epochs": min(DEFAULT_WARMUP_EPOCHS, WARMUP_SHARE * total_steps / per_epoch)}
 
-    def _resume_state(self, run: Path, epochs: Optional[int], images_seen: Optional[int]) -> Dict[str, Any]:
-        path = run / RUN_STATE
-        if not path.is_file():
-            raise ValueError(f"nothing to resume: {str(run)!r} holds no {RUN_STATE} (not a yolo run folder)")
-        state = json.loads(path.read_text())
-        if state.get("format") != RUN_FORMAT:
-            raise ValueError(f"{str(path)!r} is not a yolo run record")
-        if state["finished"]:
-            raise ValueError(f"the fit in {str(run)!r} finished; there is nothing to resume")
-        saved = state.get("images_seen")  # records written before images_seen existed hold epochs only
-        if saved != images_seen or (images_seen is None and int(state["epochs"]) != epochs):
-            was = f"{saved} images seen" if saved is not None else f"{state['epochs']} epochs"
-            now = f"{images_seen} images seen" if images_seen is not None else f"{epochs}"
-            raise ValueError(f"the fit in {str(run)!r} was for {was}, not {now}")
-        mine = {k: v for k, v in self.config().items() if k != "device"}
-        theirs = {k: v for k, v in state["config"].items() if k != "device"}
-        if mine != theirs:
-            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ValueError(f"resume needs the settings of the interrupted fit; these differ: {changed}")
-        if not (run / RUN_TRAINER / "weights" / "last.pt").is_file():
-            raise ValueError(f"nothing to resume: {str(run)!r} has no checkpoint yet (the fit stopped in its first "
-                             "epoch); start it again without resume")
-        return state
-
     def _overrides(self, run: Path, run_data, epochs: int, workers: int, val: Any, verbose: bool) -> Dict[str, Any]:
         device = self.device
         args = {"model": self.model, "data": str(run_data.yaml_path), "epochs": epochs, "imgsz": self.image_size,
@@ -446,70 +356,23 @@ class YOLODetector:
 
     def _train(self, run: Path, run_data, state: Dict[str, Any], epochs: int, plan, resume: bool,
                progress: Optional[bool], callback, workers: int, val: Any, verbose: bool) -> None:
-        from .dataset import DefectgenTrainer
-
         per_epoch = plan.per_epoch if plan is not None else math.ceil(
             (run_data.counts["labelled"] + run_data.counts["ok"]) / self.batch_size)
         overrides = self._overrides(run, run_data, epochs, workers, val, verbose)
         overrides.update(self.run_settings(epochs * per_epoch, per_epoch))
         if resume:
-            overrides["resume"] = str(run / RUN_TRAINER / "weights" / "last.pt")
-        threads = torch.get_num_threads()
-        trainer = DefectgenTrainer(overrides=overrides, data=run_data.data, synthetic=run_data.synthetic,
-                                   steps=plan)
-        torch.set_num_threads(threads)  # ultralytics' select_device sets its own count (cores - 1) on CPU
-        if not resume:
-            trainer.model = copy.deepcopy(self.network)  # training continues from the current weights
-        base = int(state["before"]["epochs_trained"])
-        records: List[Dict[str, Any]] = list(state["records"])
-        bar: List[Progress] = []
-
-        def on_train_start(t) -> None:
-            batches = len(t.train_loader)
-            records[:] = records[:t.start_epoch]  # a resumed run keeps the records its checkpoint covers
-            bar.append(Progress(epochs * batches, already=t.start_epoch * batches, label="yolo", enabled=progress,
-                                unit="batch"))
-
-        def on_train_batch_end(t) -> None:
-            if bar:
-                losses = _losses(t)
-                bar[0].update(1, f"epoch {t.epoch + 1}/{epochs} " + " ".join(
-                    f"{k.replace('_loss', '')} {v:.3f}" for k, v in losses.items()))
-
-        def on_fit_epoch_end(t) -> None:
-            record = _epoch_record(t, base)
-            done = t.epoch + 1  # epochs of this fit so far; the record gives the detector's totals
-            record["steps"] = int(state["before"].get("steps_trained", 0)) + done * per_epoch
-            record["images_seen"] = int(state["before"].get("images_seen", 0)) + done * (
-                per_epoch * self.batch_size if plan is not None else len(t.train_loader.dataset))
-            records.append(record)
-            state["records"] = list(records)
-            _write_state(run, state)
-            if callback is not None:
-                callback(record)
-
-        trainer.add_callback("on_train_start", on_train_start)
-        trainer.add_callback("on_train_batch_end", on_train_batch_end)
-        trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-        try:
-            trainer.train()
-        finally:
-            if bar:
-                bar[0].close()
-        ema = trainer.ema.ema if trainer.ema is not None else trainer.model
-        trained = {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in ema.state_dict().items()}
-        self.network.load_state_dict(trained)
+            overrides["resume"] = str(last_checkpoint(run))
+        trained = train_on_ultralytics(overrides, run_data, plan, None if resume else self.network, run, state,
+                                       epochs, per_epoch, self.batch_size, progress, callback)
+        self.network.load_state_dict(trained.weights)
         self.network.eval()
-        self.history = list(state["before"]["history"]) + records
-        self.epochs_trained = base + epochs
         before = state["before"]
-        # an epoch run on ultralytics' sampler shows every training image once per epoch (no batch is dropped)
-        images = plan.images if plan is not None else epochs * len(trainer.train_loader.dataset)
-        steps = plan.total_steps if plan is not None else epochs * len(trainer.train_loader)
-        self.steps_trained = int(before.get("steps_trained", 0)) + steps
-        self.images_seen = int(before.get("images_seen", 0)) + images
+        self.history = list(before["history"]) + trained.records
+        self.epochs_trained = int(before["epochs_trained"]) + epochs
+        self.steps_trained = int(before.get("steps_trained", 0)) + trained.steps
+        self.images_seen = int(before.get("images_seen", 0)) + trained.images
         state["finished"] = True
-        _write_state(run, state)
+        write_state(run, state)
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def _network_input(self, images: torch.Tensor) -> torch.Tensor:
@@ -529,7 +392,7 @@ class YOLODetector:
         if len(images) == 0:  # the network cannot run on an empty batch
             empty = torch.zeros(0, device=images.device)
             return Prediction(scores=empty, boxes=[], box_scores=[], box_labels=[])
-        nms, options = _nms()
+        nms_fn, options = nms()
         options.update({"conf_thres": self.conf_threshold, "iou_thres": self.iou_threshold, "max_det": self.max_det})
         if "nc" in options:
             options["nc"] = self.num_classes
@@ -538,7 +401,7 @@ class YOLODetector:
         self.network.eval()
         detections: List[torch.Tensor] = []
         for chunk in images.split(_PREDICT_CHUNK):
-            detections += list(nms(self.network(self._network_input(chunk)), **options))
+            detections += list(nms_fn(self.network(self._network_input(chunk)), **options))
         out = images.device
         boxes = [d[:, :4].float().clamp(0, self.image_size).to(out) for d in detections]
         box_scores = [d[:, 4].float().to(out) for d in detections]
@@ -555,87 +418,30 @@ class YOLODetector:
         return save_state(state, path)
 
     @classmethod
-    def load(cls, path: Union[str, Path], image_size: Optional[int] = None,
-             device: Union[str, torch.device] = "cpu") -> "YOLODetector":
-        """Read a model written by :meth:`save` (a file, or a training run's folder holding ``model.pt``).
-
-        Raises:
-            NotAModelFile: (a ``ValueError``) the file is not a defectgen YOLO model.
-            ValueError: the file does not exist, or the model was made for another ``image_size``.
-            ImportError: ultralytics is not installed.
-        """
-        return cls.from_state(read_state(path, FORMAT, name="YOLO"), path, image_size=image_size, device=device)
-
-    @classmethod
     def from_state(cls, state: Dict[str, Any], path: Union[str, Path] = "<state>", image_size: Optional[int] = None,
                    device: Union[str, torch.device] = "cpu") -> "YOLODetector":
-        """A detector from a loaded save (what :func:`detectors.registry.load_detector` calls)."""
+        """A detector from a loaded save (what :func:`detectors.registry.load_detector` calls); needs ultralytics
+        (an ``ImportError`` without it)."""
         import_ultralytics()
-        config = dict(state["config"])
-        if image_size is not None and int(image_size) != config["image_size"]:
-            raise ValueError(f"{str(path)!r} was made for {config['image_size']} px images, not {image_size} px; "
-                             f"use --image-size {config['image_size']} or train a model at {image_size} px")
-        det = cls.__new__(cls)
+        return super().from_state(state, path, image_size, device)
+
+    def _restore(self, state: Dict[str, Any], config: Dict[str, Any]) -> None:
         for key in ("image_size", "channels", "model", "weights", "batch_size", "optimizer", "learning_rate",
                     "momentum", "weight_decay", "warmup_epochs", "train_args", "conf_threshold", "iou_threshold",
                     "max_det", "seed"):
-            setattr(det, key, config[key])
-        det.train_args = dict(det.train_args)
-        det.class_names = list(state["class_names"])
-        det._names_source = "given"
-        det.history = list(state["history"])
-        det.epochs_trained = int(state["epochs_trained"])
-        det.steps_trained = int(state.get("steps_trained", 0))  # files saved before these were counted: 0
-        det.images_seen = int(state.get("images_seen", 0))
-        det.network, det.model_yaml = _network_from_yaml(state["model_yaml"], len(det.class_names), det.seed)
-        det.network.load_state_dict(state["state_dict"])
-        det.network.to(resolve_device(device)).eval()
-        return det
+            setattr(self, key, config[key])
+        self.train_args = dict(self.train_args)
+        self.class_names = list(state["class_names"])
+        self._names_source = "given"
+        self.epochs_trained = int(state["epochs_trained"])
+        self.steps_trained = int(state.get("steps_trained", 0))  # files saved before these were counted: 0
+        self.images_seen = int(state.get("images_seen", 0))
+        self.network, self.model_yaml = network_from_yaml(state["model_yaml"], len(self.class_names), self.seed)
+        self.network.load_state_dict(state["state_dict"])
+        self.network.eval()
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def _network_from_yaml(cfg: Dict[str, Any], num_classes: int, seed: int):
-    """``(DetectionModel, its yaml as plain data)``, initialised from ``seed`` without touching the global stream."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    with quiet_offline(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = DetectionModel(copy.deepcopy(dict(cfg)), ch=3, nc=num_classes, verbose=False)
-    plain = json.loads(json.dumps(network.yaml, default=str))  # lists, numbers and strings: weights_only-safe
-    return network, plain
-
-
-def _transfer_weights(network: torch.nn.Module, path: Union[str, Path]) -> None:
-    """Copy the layers of ``path`` whose names and shapes match into ``network``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights file {str(path)!r} does not exist (the yolo detector never downloads weights: "
-                         "pass a local .pt file)")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not plain tensors: an ultralytics checkpoint, read the way ultralytics reads it
-        loaded = None
-    if isinstance(loaded, dict) and loaded.get("format") == FORMAT:
-        source = loaded["state_dict"]
-    elif isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        source = loaded
-    else:
-        from ultralytics.nn.tasks import load_checkpoint
-
-        try:
-            with quiet_offline():
-                model, _ = load_checkpoint(str(path))
-        except Exception as error:
-            raise ValueError(f"{str(path)!r} is neither an ultralytics checkpoint nor a state dict "
-                             f"({type(error).__name__}: {error})") from None
-        source = model.float().state_dict()
-    own = network.state_dict()
-    matched = {k: v for k, v in source.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    if not matched:
-        raise ValueError(f"no layer of {str(path)!r} fits this network (another architecture?)")
-    network.load_state_dict(matched, strict=False)
-
-
 def _check_train_args(train_args: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     if train_args is None:
         return {}
@@ -659,94 +465,5 @@ def _check_train_args(train_args: Optional[Mapping[str, Any]]) -> Dict[str, Any]
     return args
 
 
-def _nms():
-    """ultralytics' NMS function (``utils.nms`` in 8.3+, ``utils.ops`` before) and the options it takes."""
-    import inspect
 
-    try:
-        from ultralytics.utils.nms import non_max_suppression
-    except ImportError:
-        from ultralytics.utils.ops import non_max_suppression
-    accepted = set(inspect.signature(non_max_suppression).parameters)
-    options = {"multi_label": False, "agnostic": False}
-    if "max_time_img" in accepted:
-        options["max_time_img"] = 1e9  # no time limit: the boxes must not depend on the machine's speed
-    options.update({name: None for name in ("nc", "end2end") if name in accepted})
-    return non_max_suppression, options
-
-
-def _losses(trainer) -> Dict[str, float]:
-    """The epoch's running mean losses by name (``box_loss``, ``cls_loss``, ``dfl_loss``)."""
-    tloss = trainer.tloss
-    if tloss is None:
-        return {}
-    if isinstance(tloss, Mapping):
-        return {str(k): float(v) for k, v in tloss.items()}
-    return {str(k): float(v) for k, v in zip(trainer.loss_names, torch.as_tensor(tloss).flatten())}
-
-
-_METRICS = {"metrics/precision(B)": "precision", "metrics/recall(B)": "recall", "metrics/mAP50(B)": "mAP50",
-            "metrics/mAP50-95(B)": "mAP50-95"}
-
-
-def _epoch_record(trainer, base: int) -> Dict[str, Any]:
-    losses = _losses(trainer)
-    record: Dict[str, Any] = {"epoch": base + trainer.epoch + 1, "loss": float(sum(losses.values())), **losses,
-                              "seconds": float(trainer.epoch_time or 0.0)}
-    lr = getattr(trainer, "lr", None)
-    if lr:
-        record["lr"] = float(next(iter(lr.values())))
-    for key, name in _METRICS.items():
-        if trainer.metrics and key in trainer.metrics:
-            record[name] = float(trainer.metrics[key])
-    return record
-
-
-def _write_state(run: Path, state: Dict[str, Any]) -> None:
-    write_text_atomic(run / RUN_STATE, json.dumps(state, indent=1))
-
-
-def _clear_run(run: Path) -> None:
-    """Make ``run`` ready for a new fit, removing what an earlier fit of ours left (never anything else)."""
-    ours = (run / RUN_STATE).is_file()
-    for name in (RUN_TRAINER,):
-        if (run / name).exists():
-            if not ours:
-                raise ValueError(f"{str(run / name)!r} exists but {str(run)!r} is not a yolo run folder; "
-                                 "choose another out folder")
-            shutil.rmtree(run / name)
-    (run / RUN_STATE).unlink(missing_ok=True)
-    run.mkdir(parents=True, exist_ok=True)
-
-
-@contextmanager
-def _preserved_global_state() -> Iterator[None]:
-    """Restore what ultralytics' seeding and device selection change process-wide: the random streams of
-    Python, NumPy and torch, the deterministic-algorithm flags and their environment, the thread count."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    fill = getattr(torch.utils.deterministic, "fill_uninitialized_memory", None)
-    env = {key: os.environ.get(key) for key in ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")}
-    threads = torch.get_num_threads()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() \
-        else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-        if fill is not None:
-            torch.utils.deterministic.fill_uninitialized_memory = fill
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        torch.set_num_threads(threads)
-
-
-__all__ = ["YOLODetector", "FORMAT", "DEFAULT_MODEL", "MISSING", "RUN_STATE"]
+__all__ = ["YOLODetector", "FORMAT", "DEFAULT_MODEL"]

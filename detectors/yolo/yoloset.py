@@ -157,7 +157,7 @@ def synthetic_class_names(source: Any) -> Dict[int, str]:
     names[k], as a SyntheticSource's ``make`` numbers them, or a mapping), else the operator's own names."""
     names = getattr(source, "class_names", None)
     if names is None:
-        from defectgen.generation import class_names
+        from defectgen.recipe import class_names
 
         return dict(class_names(source.op))
     if isinstance(names, Mapping):

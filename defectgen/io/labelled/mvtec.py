@@ -1,7 +1,7 @@
 """Reading an MVTec-layout folder (MVTec AD, or ``defectgen generate --format mvtec``'s ``mvtec/``) with boxes.
 
 MVTec sets label defects by masks only. A box is drawn around each 8-connected region of a mask by
-:func:`defectgen.masks.components.component_boxes`, the rule the operators use for their own boxes, so a
+:func:`defectgen.components.component_boxes`, the rule the operators use for their own boxes, so a
 defectgen set read back here gets the boxes the operator reported (for defects that are one region each) and
 a real set gets boxes on the same footing. The masks themselves are kept in ``LabelledSet.masks``.
 
@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from defectgen.io import load_image, read_mvtec
-from defectgen.masks.components import component_boxes
+from defectgen.components import component_boxes
 
 from .labelled_set import LabelledSet
 from .assemble import PathLike, SetBuilder, check_read_args, order_classes

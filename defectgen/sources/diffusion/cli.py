@@ -5,8 +5,10 @@ import argparse
 import time
 from pathlib import Path
 
-from ...cli_support import (LIBRARY_ERRORS, CliError, add_device_argument, check_folder, library_error,
-                            non_negative_int, positive_int, resolve_device)
+from ...cli_support import (LIBRARY_ERRORS, CliError, add_batch_size_argument, add_device_argument,
+                            add_image_size_argument, add_learning_rate_argument, add_progress_argument,
+                            add_seed_argument, check_folder, library_error, non_negative_int, positive_int,
+                            resolve_device)
 
 HELP = ("defectgen's diffusion inpainting model: learns defects from a few NG images (MVTec layout) and OK "
         "images, for DiffusionInpaint / the 'diffusion' operator")
@@ -36,15 +38,12 @@ def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=("conditional", "unconditional"), default="conditional",
                         help="conditional: learns the defect types; unconditional: OK images only (RePaint; no NG "
                              "image needed) (default: %(default)s)")
-    parser.add_argument("--image-size", metavar="PX", type=positive_int, default=64,
-                        help="the model's window side: windows around each mask are resampled to PX x PX "
-                             "(a power of two >= 16) (default: %(default)s)")
+    add_image_size_argument(parser, "the model's window side: windows around each mask are resampled to PX x PX "
+                                    "(a power of two >= 16) (default: %(default)s)", 64)
     parser.add_argument("--steps", metavar="N", type=positive_int, default=20000,
                         help="training steps (default: %(default)s)")
-    parser.add_argument("--batch-size", metavar="N", type=positive_int, default=16,
-                        help="windows per step (default: %(default)s)")
-    parser.add_argument("--lr", metavar="X", type=float, default=2e-4,
-                        help="AdamW learning rate, after a linear warm-up (default: %(default)s)")
+    add_batch_size_argument(parser, "windows per step (default: %(default)s)", 16)
+    add_learning_rate_argument(parser, "AdamW learning rate, after a linear warm-up (default: %(default)s)", 2e-4)
     parser.add_argument("--width", metavar="C", type=positive_int, default=64,
                         help="UNet channels at full resolution, a multiple of 8 (default: %(default)s)")
     parser.add_argument("--layers", metavar="N", type=positive_int, default=2,
@@ -52,13 +51,12 @@ def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-attention", action="store_true", help="no self-attention (smaller, faster)")
     parser.add_argument("--context", metavar="F", type=float, default=0.5,
                         help="a window is the mask's box grown by F x its size on every side (default: %(default)s)")
-    parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
-                        help="seeds the held-out split, the initial weights and the batches (default: %(default)s)")
+    add_seed_argument(parser, "seeds the held-out split, the initial weights and the batches (default: %(default)s)",
+                      non_negative_int)
     parser.add_argument("--checkpoint-every", metavar="N", type=positive_int, default=500,
                         help="steps between checkpoints (default: %(default)s)")
     add_device_argument(parser)
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar with loss and ETA on stderr (default: on when stderr is a terminal)")
+    add_progress_argument(parser)
 
 
 def run_train_inpaint(args: argparse.Namespace) -> int:

@@ -24,12 +24,12 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
+from .backend import NULL_CLASS, InpaintBackend
 from .noise import seeded_normal
 from .sampling import add_noise, ddim_timesteps, denoise
 
 FORMAT = "defectgen.inpaint/1"
 CONFIG_FILE = "defectgen_inpaint.json"
-NULL_CLASS = 0
 NORMAL = "normal"
 
 
@@ -67,7 +67,7 @@ def unet_config(resolution: int, channels: int, conditional: bool, classes: int,
     return config
 
 
-class InpaintModel:
+class InpaintModel(InpaintBackend):
     """A trained (or freshly initialised) inpainting model; see the module docstring.
 
     Build one with :meth:`create` (random init) or :meth:`load` (a folder written by ``defectgen train
@@ -164,19 +164,9 @@ class InpaintModel:
         return self
 
     @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
     def defect_classes(self) -> List[str]:
-        """The classes a defect may be drawn from (every class but ``"normal"``)."""
+        """The classes a defect may be drawn from (every class but ``"normal"``, which is class id 1)."""
         return [c for c in self.class_names if c != NORMAL]
-
-    def class_id(self, name: str) -> int:
-        """The embedding id of a class name (``"normal"`` is 1, defect types follow; 0 is the null class)."""
-        if name not in self.class_names:
-            raise ValueError(f"unknown class {name!r}; this model knows {self.class_names}")
-        return self.class_names.index(name) + 1
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def predict_noise(self, noisy: torch.Tensor, t, masked: Optional[torch.Tensor], mask: Optional[torch.Tensor],

@@ -6,9 +6,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ...masks.components import mask_boxes
+from ...components import mask_boxes
 from ...registry import register_part
-from ..base import Source, value_scale
+from ...values import value_scale
+from ..base import Source
 from .crops import crop, square_boxes, uncrop
 from .noise import draw_seeds
 

@@ -27,11 +27,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from .backend import NULL_CLASS, InpaintBackend
 from .model import CONFIG_FILE, import_diffusers
 from .noise import seeded_normal
 from .sampling import add_noise, ddim_timesteps, denoise
 
-NULL_CLASS = 0
 _INSTALL = "pip install 'defectgen[diffusion]'"
 
 
@@ -79,7 +79,7 @@ def _embedding(name: str, value: Any) -> torch.Tensor:
     return tensor.to("cpu", torch.float32)
 
 
-class StableDiffusionInpaint:
+class StableDiffusionInpaint(InpaintBackend):
     """A local Stable Diffusion inpainting folder as an inpainting backend (see the module docstring).
 
     Args:
@@ -103,6 +103,7 @@ class StableDiffusionInpaint:
     """
 
     channels = 3
+    described = "Stable Diffusion backend"  # class ids are prompt rows (0: the negative prompt)
 
     def __init__(self, path: Union[str, Path], prompts: Optional[Mapping[str, str]] = None,
                  prompt_embeds: Optional[Mapping[str, torch.Tensor]] = None, negative_prompt: str = "",
@@ -217,19 +218,9 @@ class StableDiffusionInpaint:
         return self
 
     @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
     def defect_classes(self) -> List[str]:
         """Every class is a defect class (there is no ``"normal"`` class: the mask says where to change)."""
         return list(self.class_names)
-
-    def class_id(self, name: str) -> int:
-        """The prompt row of a class name (its index + 1; 0 is the null class, the negative prompt)."""
-        if name not in self.class_names:
-            raise ValueError(f"unknown class {name!r}; this Stable Diffusion backend knows {self.class_names}")
-        return self.class_names.index(name) + 1
 
     def embeddings(self, device: torch.device) -> torch.Tensor:
         """The ``(classes + 1, L, D)`` prompt table on ``device`` (copied once per device)."""

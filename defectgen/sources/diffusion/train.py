@@ -14,7 +14,7 @@ sees the outside pixels; what matters is what it invents). The class is dropped 
 probability ``class_dropout``, for classifier-free guidance. An EMA of the weights is what gets saved. An
 unconditional model (``kind="unconditional"``) learns plain denoising of OK windows of the same sizes.
 
-Training runs on :class:`detectors.training.TrainingLoop` (the loop every built-in model shares: progress bar
+Training runs on :class:`defectgen.training.TrainingLoop` (the loop every built-in model shares: progress bar
 with loss and ETA, atomic checkpoints, exact resume); the batch generator's state and the EMA are part of each
 checkpoint, so an interrupted run resumes to the model an uninterrupted run gives.
 """
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 
 from ...bank import DefectBank
 from ...io.mvtec import split_by_type
-from ...masks.components import mask_boxes
+from ...components import mask_boxes
 from ...masks.shapes import ShapeMask
+from ...training import TrainingLoop
 from .crops import crop, square_boxes
 from .model import NORMAL, InpaintModel
 
@@ -238,8 +239,6 @@ def train_inpaint(out: Union[str, Path], ok_images: torch.Tensor, bank: Optional
         resume: continue from ``out/checkpoint.pt`` when it exists and was written with the same settings and
             data; ``ValueError`` naming the differing keys when the settings differ.
     """
-    from detectors.training import TrainingLoop
-
     if not isinstance(ok_images, torch.Tensor) or ok_images.ndim != 4 or ok_images.dtype != torch.uint8 or \
             ok_images.shape[1] not in (1, 3) or len(ok_images) == 0:
         raise ValueError("ok_images must be a non-empty (N, C, H, W) uint8 tensor with C in (1, 3)")

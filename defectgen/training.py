@@ -19,9 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from defectgen.generation.progress import Progress
-from .base import read_local_torch_file
-from .registry import save_state
+from .io.torch_files import read_local_torch_file, save_state
+from .progress import Progress
 
 Record = Dict[str, float]
 StepFn = Callable[[int], Tuple[torch.Tensor, Dict[str, Any]]]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..grey import grey
+from .difference import difference_masks
 
 MASK_SOURCES = ("mask", "template", "estimated", "box")
 """Where a defect's mask came from, most trusted first (see the module docstring)."""
@@ -173,8 +174,6 @@ def image_defect_masks(image: torch.Tensor, boxes: torch.Tensor, mask: Optional[
     grey = grey_array(image)
     differences = None
     if template is not None and mask is None and len(boxes):
-        from ..bank import difference_masks
-
         if tuple(template.shape[-2:]) != (height, width):
             raise ValueError(f"template is {tuple(template.shape[-2:])} px but its image is {(height, width)} px")
         differences = difference_masks(torch.from_numpy(grey).round().clamp(0, 255).to(torch.uint8),

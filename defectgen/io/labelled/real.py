@@ -1,4 +1,4 @@
-"""Which real labelled images a fit learns from: the set, the split, the held-out images and the K chosen.
+"""Which real labelled images a run learns from: the set, the split, the held-out images and the K chosen.
 
 A fit, the transplant bank its recipe names, and ``defectgen train --real-count K`` must all look at the same K
 images, or a comparison between "K real images" and "a recipe fitted to K real images" compares different
@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from ..checks import check_int
-from ..io.labelled import FORMATS, LabelledSet, choose_real, detect_format, read_labelled
+from ...checks import check_int
+from .labelled_set import LabelledSet, choose_real
+from .readers import FORMATS, detect_format, read_labelled
 
 TRAINING_SPLITS: Dict[str, Optional[str]] = {"yolo": "train", "coco": "train", "voc": "train", "mvtec": "test",
                                              "deeppcb": None}
@@ -174,8 +175,8 @@ def deeppcb_templates(root: str, names) -> List[torch.Tensor]:
     """The ``(1, H, W)`` uint8 templates of the pairs ``names`` of an aligned-pairs folder, in that order."""
     import warnings
 
-    from ..io import read_pairs
-    from ..io.images import read_image_as
+    from ..images import read_image_as
+    from ..pairs import read_pairs
 
     with warnings.catch_warnings():  # the reader already reported the skipped label lines
         warnings.simplefilter("ignore")
