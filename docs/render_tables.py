@@ -1,6 +1,6 @@
 """Render every published results table from its committed raw file.
 
-    python docs/render_tables.py            # rewrite the tables in README.md, docs/ and benchmarks/README.md
+    python docs/render_tables.py            # rewrite the tables in docs/*.md and benchmarks/README.md
     python docs/render_tables.py --check    # exit 1 and list the tables whose text differs from a re-render
 
 A published table sits between two markers in a Markdown file::
@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from raw_results import markdown_table, provenance, read_raw  # noqa: E402
 
 #: the Markdown files that may hold generated tables
-PAGES = ["README.md", "benchmarks/README.md", "docs/diffusion.md", "docs/anomalib.md", "docs/ablate.md",
-         "docs/fewshot.md"]
+PAGES = ["docs/results.md", "docs/speed.md", "benchmarks/README.md", "docs/diffusion.md", "docs/anomalib.md",
+         "docs/ablate.md", "docs/fewshot.md"]
 MARKER = re.compile(r"(<!-- table: (?P<source>[^#\s]+)#(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)",
                     re.DOTALL)
 
