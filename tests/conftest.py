@@ -1,3 +1,5 @@
+import contextlib
+import io
 import socket
 
 import pytest
@@ -35,6 +37,16 @@ def write_yolo_squares(root, rng, counts):
             (root / "labels" / split / f"{i}.txt").write_text(lines)
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/test\ntest: images/test\n"
                                     "names: [blob]\n")
+
+
+def run_cli(argv):
+    """``defectgen.cli.main(argv)`` with stdout and stderr captured: ``(code, stdout, stderr)``."""
+    from defectgen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
 
 def pytest_sessionstart(session):

@@ -1,6 +1,4 @@
 """``defectgen train`` and ``defectgen eval`` end to end on a tiny MVTec-like tree, and every user-error path."""
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -9,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from defectgen.cli import main
+from conftest import run_cli as run
 
 SIZE = 32
 BOX = (slice(8, 16), slice(16, 24))  # the defect (and mask) of every defective test image
@@ -42,14 +40,6 @@ def make_mvtec(root: Path, train: int = 6, good: int = 3, defects=(("crack", 2),
             mask[BOX] = 255
             _write(root / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
     return root
-
-
-def run(argv):
-    """``main(argv)`` with stdout and stderr captured: ``(code, stdout, stderr)``."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

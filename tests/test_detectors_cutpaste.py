@@ -219,7 +219,7 @@ def test_network_loads_a_local_resnet18_state_dict(tmp_path):
     with pytest.raises(ValueError, match="not a torch state_dict"):
         CutPasteNet(3, weights=tmp_path / "junk.pth")
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="not a ResNet-18 state_dict"):
+    with pytest.raises(ValueError, match="not a torchvision resnet18 backbone"):
         CutPasteNet(3, weights=tmp_path / "other.pth")
 
 

@@ -199,7 +199,7 @@ def test_builds_offline_and_loads_a_local_backbone(tmp_path, no_network):
     with pytest.raises(ValueError, match="does not exist"):
         build_faster_rcnn(1, 64, weights_backbone=tmp_path / "none.pth")
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="not a torchvision mobilenet_v3_large state_dict"):
+    with pytest.raises(ValueError, match="not a torchvision mobilenet_v3_large backbone"):
         build_faster_rcnn(1, 64, weights_backbone=tmp_path / "other.pth")
     det = FasterRCNNDetector(**TINY, weights_backbone=tmp_path / "mnv3.pth")
     loaded = FasterRCNNDetector.load(det.save(tmp_path / "m.pt"))  # the backbone file is not needed to load

@@ -50,8 +50,11 @@ def add_cutpaste_arguments(parser: argparse.ArgumentParser) -> None:
                       non_negative_int)
     parser.add_argument("--head-layers", metavar="W", type=positive_int, nargs="+",
                         help="widths of the MLP projection head (default: the reference code's eight 512s and a 128)")
-    parser.add_argument("--weights", metavar="FILE", type=Path,
-                        help="local torchvision ResNet-18 state_dict to start from (e.g. ImageNet); default: random")
+    parser.add_argument("--weights-backbone", "--weights", metavar="FILE", type=Path, dest="weights",
+                        help="local backbone file to start the ResNet-18 encoder from: a torchvision resnet18 "
+                             "state_dict with or without fc.* (the backbone.pt of 'defectgen pretrain --backbone "
+                             "resnet18', or ImageNet weights you saved); --weights is the same option; never "
+                             "downloaded (default: random init)")
     add_device_argument(parser)
     add_progress_argument(parser, "progress bar with loss and accuracy on stderr (default: on when stderr is a "
                                   "terminal)")
@@ -91,7 +94,7 @@ def run_train_cutpaste(args: argparse.Namespace, cls: type) -> int:
     """``defectgen train cutpaste``: train a ``cls`` (the CutPaste detector class) and save it to ``--out``."""
     check_folder(args.data, "--data")
     if args.weights is not None and not args.weights.is_file():
-        raise CliError(f"--weights file {str(args.weights)!r} does not exist")
+        raise CliError(f"--weights-backbone file {str(args.weights)!r} does not exist")
     if args.out.is_dir():
         raise CliError(f"--out {str(args.out)!r} is a folder; give the model file's path (e.g. model.pt)")
     if args.patch_size is not None and args.level != "patch":
@@ -120,7 +123,8 @@ def run_train_cutpaste(args: argparse.Namespace, cls: type) -> int:
 def _train_summary(detector, args: argparse.Namespace, device: str, seconds: float) -> str:
     last = detector.history[-10:]
     what = (f"Trained CutPaste ({detector.pretext_record['name']} pretext, {detector.level} level, "
-            f"{detector.image_size} px {'gray' if detector.channels == 1 else 'RGB'}) on {args.data} "
+            f"{detector.image_size} px {'gray' if detector.channels == 1 else 'RGB'}, "
+            f"{'random init' if args.weights is None else f'from backbone {args.weights}'}) on {args.data} "
             f"for {detector.steps_trained} step{'' if detector.steps_trained == 1 else 's'} "
             f"({detector.steps_trained * args.batch_size} normal images seen) on {device} in {seconds:.1f} s")
     if last:

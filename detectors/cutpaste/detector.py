@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from defectgen.checks import check_channels, check_int, check_number, resolve_device
 from defectgen.training import TrainingLoop, cosine_schedule
 
+from ..backbone_file import saved_start, start_record
 from ..base import AnomalyDetector, as_float, check_images
 from ..data import ImageSource, load_normal_images
 from ..errors import NotAModelFile
@@ -60,7 +61,9 @@ class CutPasteDetector(AnomalyDetector):
         patch_stride: grid stride of the dense patch scoring (the paper's 4); ``(image_size - patch_size)``
             must be a multiple of it. :meth:`anomaly_map` and :meth:`score` can override it per call.
         head_layers: widths of the MLP projection head (the reference code's eight 512s and a 128).
-        weights: optional local file with torchvision ResNet-18 weights (e.g. ImageNet); never downloaded.
+        weights: optional local backbone file for the ResNet-18 encoder (:mod:`detectors.backbone_file`: e.g.
+            the ``backbone.pt`` of ``defectgen pretrain --backbone resnet18``, or ImageNet weights); never
+            downloaded. :meth:`describe` records it (path and content hash) under ``"start"``.
         batch_size: normal images per training step; each step trains on ``batch_size * num_classes`` images.
         learning_rate, momentum, weight_decay: SGD settings (the paper's 0.03, 0.9, 3e-5); the learning rate
             decays to zero on a cosine over the steps of each :meth:`fit`.
@@ -71,6 +74,7 @@ class CutPasteDetector(AnomalyDetector):
     """
 
     FORMAT = FORMAT
+    BACKBONE_ARGUMENT = "weights"  # the constructor argument a study's backbone_weights key sets
     HELP = "CutPaste self-supervised detector (Li et al. 2021) on a defectgen pretext task"
     MODEL_NAME = "CutPaste"
 
@@ -112,6 +116,8 @@ class CutPasteDetector(AnomalyDetector):
         self.pretext: Optional[Pretext] = Pretext(pretext, scar_reference=self._scar_reference())
         self.pretext_record: Dict[str, Any] = self.pretext.describe()
         self._build_network(self.pretext.num_classes, weights)
+        # where the encoder's starting weights came from (a report says SSL-initialised or random)
+        self.start: Dict[str, Any] = start_record(weights, "resnet18")
         self.density = GaussianDensity()
         self.history: List[Dict[str, float]] = []
         self.steps_trained = 0
@@ -146,7 +152,7 @@ class CutPasteDetector(AnomalyDetector):
     def describe(self) -> Dict[str, Any]:
         """The "model" entry of an evaluation report."""
         return {"detector": "cutpaste", "pretext": self.pretext_record["name"], "config": self.config(),
-                "steps_trained": self.steps_trained}
+                "start": dict(self.start), "steps_trained": self.steps_trained}
 
     def __repr__(self) -> str:
         state = f"trained {self.steps_trained} steps" + (", fitted" if self.density.fitted else ", not fitted")
@@ -342,7 +348,8 @@ class CutPasteDetector(AnomalyDetector):
         if not self.density.fitted:
             raise RuntimeError("nothing to save: the detector is not fitted yet")
         state = {"format": FORMAT, "config": self.config(), "num_classes": self.num_classes,
-                 "pretext": self.pretext_record, "steps_trained": self.steps_trained, "history": self.history,
+                 "pretext": self.pretext_record, "start": self.start, "steps_trained": self.steps_trained,
+                 "history": self.history,
                  "network": {k: v.cpu() for k, v in self.network.state_dict().items()},
                  "density": self.density.state_dict()}
         return save_state(state, path)
@@ -366,6 +373,7 @@ class CutPasteDetector(AnomalyDetector):
         self.network.eval()
         self.density = GaussianDensity().load_state_dict(state["density"])
         self.steps_trained = state["steps_trained"]
+        self.start = saved_start(state, self.weights, "resnet18")
 
 
 def _rebuild_pretext(record: Dict[str, Any]):

@@ -14,14 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from defectgen.io.torch_files import read_local_torch_file
+from ..backbone_file import ImageNetNormalise, essential, load_backbone
 
 DEFAULT_HEAD = (512,) * 8 + (128,)
 EMBEDDING_DIM = 512
-
-# ImageNet statistics: what torchvision's ResNet-18 weights expect, and a harmless fixed scaling for random init
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 class CutPasteNet(nn.Module):
@@ -30,8 +26,9 @@ class CutPasteNet(nn.Module):
     Args:
         num_classes: classes of the pretext task (normal + one per defect class).
         head_layers: widths of the projection head's Linear-BatchNorm-ReLU layers.
-        weights: optional local file holding a torchvision ResNet-18 ``state_dict`` (e.g. ImageNet weights the
-            user downloaded); its ``fc.*`` entries are ignored. Nothing is ever downloaded.
+        weights: optional local backbone file holding a torchvision ResNet-18 ``state_dict`` (e.g. the
+            ``backbone.pt`` of ``defectgen pretrain``, or ImageNet weights the user downloaded); its ``fc.*``
+            entries, if any, are ignored. Nothing is ever downloaded.
 
     Input: ``(B, 1 or 3, H, W)`` float images in [0, 1]; gray images are repeated to three channels.
     """
@@ -53,13 +50,7 @@ class CutPasteNet(nn.Module):
             width = int(out)
         self.head = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        return (images - self.mean) / self.std
+        self.normalise = ImageNetNormalise()
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """The last convolutional block's output ``(B, 512, h, w)`` (what Grad-CAM weighs)."""
@@ -81,21 +72,17 @@ class CutPasteNet(nn.Module):
         return self.classifier(self.head(embedding)), embedding
 
 
+_RESNET18_ONLY = " (the CutPaste encoder is a ResNet-18: pretrain with --backbone resnet18)"
+
+
 def load_encoder_weights(encoder: nn.Module, path: Union[str, Path]) -> None:
-    """Load a torchvision ResNet-18 ``state_dict`` from a local file into ``encoder`` (``fc`` excluded)."""
-    state = read_local_torch_file(path, "weights file", " (weights are never downloaded: pass a local torchvision "
-                                  "ResNet-18 state_dict, e.g. saved from resnet18(weights=...).state_dict())")
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"weights file {str(path)!r} does not hold a state_dict of tensors")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = {k for k in encoder.state_dict() if not k.startswith("fc.")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(f"weights file {str(path)!r} is not a ResNet-18 state_dict: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    try:
-        encoder.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise ValueError(f"weights file {str(path)!r} does not fit ResNet-18: {error}") from None
+    """Load a backbone file (:mod:`detectors.backbone_file`: a torchvision ResNet-18 ``state_dict``, with or
+    without ``fc.*``, e.g. the ``backbone.pt`` of ``defectgen pretrain --backbone resnet18``) into ``encoder``.
+
+    A file of another architecture is refused in one line naming the file and what it holds.
+    """
+    state = load_backbone(path, "resnet18", "weights file", advice=lambda held: _RESNET18_ONLY)
+    encoder.load_state_dict(state, strict=False)
+    missing = [k for k in encoder.state_dict() if k not in state and essential(k)]
+    if missing:  # load_backbone compared every key: this would be a bug, not a bad file
+        raise RuntimeError(f"the ResNet-18 encoder has keys the backbone file lacks: {missing[:3]}")

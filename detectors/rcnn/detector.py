@@ -20,10 +20,11 @@ import torch
 from defectgen.checks import check_channels, check_int, check_number
 from defectgen.training import TrainingLoop, cosine_schedule
 
+from ..backbone_file import saved_start, start_record
 from ..base import ObjectDetector, as_float, check_images
 from ..registry import register_detector, save_state
 from ..types import LabelledSet, Prediction, TrainingBatch
-from .network import BACKBONES, DEFAULT_ANCHORS, build_faster_rcnn
+from .network import BACKBONES, DEFAULT_ANCHORS, TORCHVISION_NAMES, build_faster_rcnn
 
 FORMAT = "defectgen.detectors.fasterrcnn/1"
 _PREDICT_CHUNK = 16
@@ -39,7 +40,10 @@ class FasterRCNNDetector(ObjectDetector):
         channels: 1 (gray, repeated to the network's three channels) or 3.
         backbone: ``"mobilenet_v3"`` (MobileNet-v3-Large FPN, CPU-friendly; default) or ``"resnet50"``.
         anchor_sizes: RPN anchor sides in pixels (five; see :mod:`.network`).
-        weights_backbone: optional local classification state_dict for the backbone; never downloaded.
+        weights_backbone: optional local backbone file (:mod:`detectors.backbone_file`): a torchvision
+            ``mobilenet_v3_large`` / ``resnet50`` state_dict as ``backbone`` says, head optional (e.g. the
+            ``backbone.pt`` of ``defectgen pretrain``); never downloaded. :meth:`describe` records it (path and
+            content hash) under ``"start"``.
         weights: optional local file to start from: a model saved by :meth:`save` (same classes and backbone).
         batch_size: images per step.
         learning_rate, weight_decay: AdamW settings; the rate warms up linearly over ``warmup_steps`` and
@@ -50,6 +54,7 @@ class FasterRCNNDetector(ObjectDetector):
     """
 
     FORMAT = FORMAT
+    BACKBONE_ARGUMENT = "weights_backbone"  # the constructor argument a study's backbone_weights key sets
     HELP = "Faster R-CNN (torchvision, MobileNet-v3 or ResNet-50 FPN) on synthetic and/or real defect boxes"
     MODEL_NAME = "Faster R-CNN"
     _SIZE_HINT = False  # its message never named --image-size; kept as it was
@@ -59,7 +64,9 @@ class FasterRCNNDetector(ObjectDetector):
         parser.add_argument("--backbone", choices=("mobilenet_v3", "resnet50"), default="mobilenet_v3",
                             help="(default: %(default)s)")
         parser.add_argument("--weights-backbone", metavar="FILE", type=Path,
-                            help="local torchvision classification weights for the backbone (e.g. ImageNet)")
+                            help="local backbone file: a torchvision mobilenet_v3_large / resnet50 state_dict (as "
+                                 "--backbone says), head optional: the backbone.pt of 'defectgen pretrain', or "
+                                 "ImageNet weights; never downloaded (default: random init)")
 
     @classmethod
     def model_settings(cls, args) -> Dict[str, Any]:
@@ -82,6 +89,8 @@ class FasterRCNNDetector(ObjectDetector):
                          weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps,
                          flip, box_score_thresh, detections_per_image, seed)
         self.network = self._build(load_backbone=True)
+        # where the backbone's starting weights came from (a report says SSL-initialised or random)
+        self.start: Dict[str, Any] = start_record(weights_backbone, TORCHVISION_NAMES[self.backbone])
         if weights is not None:
             self._load_weights(Path(weights))
         self.history: List[Dict[str, float]] = []
@@ -149,8 +158,8 @@ class FasterRCNNDetector(ObjectDetector):
 
     def describe(self) -> Dict[str, Any]:
         return {"detector": "fasterrcnn", "backbone": self.backbone, "class_names": list(self.class_names),
-                "config": self.config(), "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
-                "images_seen": self.images_seen}
+                "config": self.config(), "start": dict(self.start), "epochs_trained": self.epochs_trained,
+                "steps_trained": self.steps_trained, "images_seen": self.images_seen}
 
     def __repr__(self) -> str:
         return (f"FasterRCNNDetector({self.backbone}, classes={self.class_names}, image_size={self.image_size}; "
@@ -303,7 +312,7 @@ class FasterRCNNDetector(ObjectDetector):
     def save(self, path: Union[str, Path]) -> Path:
         """Write the model (network, settings, classes, training history) to ``path`` atomically."""
         state = {"format": FORMAT, "config": self.config(), "class_names": list(self.class_names),
-                 "network": {k: v.cpu() for k, v in self.network.state_dict().items()},
+                 "network": {k: v.cpu() for k, v in self.network.state_dict().items()}, "start": self.start,
                  "history": self.history, "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
                  "images_seen": self.images_seen}
         return save_state(state, path)
@@ -315,6 +324,7 @@ class FasterRCNNDetector(ObjectDetector):
         self.epochs_trained = int(state["epochs_trained"])
         self.steps_trained = int(state["steps_trained"])
         self.images_seen = int(state.get("images_seen", 0))  # files saved before it was counted: 0
+        self.start = saved_start(state, self.weights_backbone, TORCHVISION_NAMES[self.backbone])
 
 
 def _flip_boxes(boxes: torch.Tensor, horizontal: bool, vertical: bool, size: int) -> torch.Tensor:

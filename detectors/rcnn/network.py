@@ -23,9 +23,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from defectgen.io.torch_files import read_local_torch_file
+from ..backbone_file import load_backbone
 
 BACKBONES = ("mobilenet_v3", "resnet50")
+TORCHVISION_NAMES = {"mobilenet_v3": "mobilenet_v3_large", "resnet50": "resnet50"}
+"""The torchvision classification model each backbone is, whose backbone file it loads."""
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)
 
 # Fewer proposals and sampled regions than torchvision's COCO defaults (2000 proposals, 512 regions per image):
@@ -44,8 +46,9 @@ def build_faster_rcnn(num_classes: int, image_size: int, backbone: str = "mobile
     """A Faster R-CNN with an FPN over ``backbone``, for ``num_classes`` defect classes (+ background).
 
     Args:
-        weights_backbone: local file with a torchvision ``mobilenet_v3_large`` / ``resnet50`` classification
-            state_dict (e.g. ImageNet). Then, as torchvision does with pretrained backbones, batch norm is
+        weights_backbone: local backbone file with a torchvision ``mobilenet_v3_large`` / ``resnet50``
+            classification state_dict, its head optional (the ``backbone.pt`` of ``defectgen pretrain``, or
+            ImageNet weights). Then, as torchvision does with pretrained backbones, batch norm is
             frozen and only the last ``trainable_backbone_layers`` blocks train (default 3); without it, every
             layer trains and batch norm learns.
         box_score_thresh: lowest box score kept at prediction (low, so mAP sees the whole precision-recall curve).
@@ -95,21 +98,28 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
+def _advice(held: Optional[str]) -> str:
+    """What to pass for a backbone file of architecture ``held`` (None: none Faster R-CNN takes)."""
+    other = next((b for b, n in TORCHVISION_NAMES.items() if n == held), None)
+    if other is not None:
+        return f"; use --backbone {other} (backbone={other!r})"
+    return "; Faster R-CNN takes " + " or ".join(f"{n} (--backbone {b})" for b, n in TORCHVISION_NAMES.items())
+
+
 def _load_backbone(body: nn.Module, path: Union[str, Path], prefix: str, backbone: str) -> None:
-    """Load a classification state_dict (``features.*`` for MobileNet, ``conv1/layer*`` for ResNet) into the
-    FPN backbone's body, which holds the same modules under shorter names."""
-    state = read_local_torch_file(path, "weights_backbone file")
-    if not isinstance(state, dict):
-        raise ValueError(f"weights_backbone {str(path)!r} is not a state_dict")
+    """Load a backbone file (:mod:`detectors.backbone_file`: a torchvision classification state_dict, its head
+    optional; ``features.*`` for MobileNet, ``conv1/layer*`` for ResNet) into the FPN backbone's body, which holds
+    the same modules under shorter names. A file of another architecture is refused in one line that names the
+    architectures Faster R-CNN takes."""
+    wanted_name = TORCHVISION_NAMES[backbone]
+    state = load_backbone(path, wanted_name, "weights_backbone file", advice=_advice)
     wanted = body.state_dict()
     renamed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     found = {k: v for k, v in renamed.items() if k in wanted}
     missing = sorted(set(wanted) - set(found))
-    if missing:
-        raise ValueError(f"weights_backbone {str(path)!r} is not a torchvision "
-                         f"{'mobilenet_v3_large' if backbone == 'mobilenet_v3' else 'resnet50'} state_dict "
-                         f"(missing e.g. {missing[0]!r})")
+    if missing:  # load_backbone compared every key: this would be a bug, not a bad file
+        raise RuntimeError(f"the {wanted_name} FPN body has keys the backbone file lacks: {missing[:3]}")
     body.load_state_dict(found)
 
 
-__all__ = ["build_faster_rcnn", "BACKBONES", "DEFAULT_ANCHORS"]
+__all__ = ["build_faster_rcnn", "BACKBONES", "TORCHVISION_NAMES", "DEFAULT_ANCHORS"]

@@ -40,8 +40,12 @@ def check_out_folder(study: Study, out: Path, cells: List[Cell]) -> None:
     keys = differing_keys(existing.get("fingerprint", {}), study.fingerprint())
     if not keys:  # the same recipe text, but a file it names (an operator recipe) may have changed since
         before = {(c["family"], c["regime"], c["detector"], c["seed"]): c["id"] for c in existing.get("cells", [])}
-        keys = sorted({f"families.{c.family}.recipe (the file's content)" for c in cells
-                       if before.get((c.family, c.regime, c.detector, c.seed), c.id) != c.id})
+        changed = [c for c in cells if before.get((c.family, c.regime, c.detector, c.seed), c.id) != c.id]
+        keys = sorted({f"families.{c.family}.recipe (the file's content)" for c in changed
+                       if isinstance(study.families[c.family], dict) and "recipe" in study.families[c.family]}
+                      | {f"detectors.{c.detector}.backbone_weights (the file's content)" for c in changed
+                         if "backbone_weights" in study.detectors[c.detector]}) or (
+            ["a file the recipe names (its content)"] if changed else [])
     if keys:
         raise RecipeError(f"{str(out)!r} holds a study whose recipe differs in: {name_keys(keys, 12)}; use another "
                           "--out, or restore the recipe it was run with")

@@ -18,7 +18,7 @@ REQUIRED = ("data", "families", "detectors", "test_sets")
 DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test", "defect_split")
 DEFECT_SPLIT_KEYS = ("shots", "seed")
 DATA_FORMATS = ("deeppcb", "mvtec", "folder")
-DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic")
+DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic", "backbone_weights")
 SYNTHETIC_KEYS = ("defects_per_image", "box_margin")
 MIXING_KEYS = ("real_fraction", "schedule", "replay_fraction", "finetune_start")
 FAMILY_KINDS = ("op", "recipe", "pretext", "transplant", "fit")
@@ -234,6 +234,8 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
                 raise RecipeError(f"{where}.settings.{banned} is set by the study (image_size, seeds, families), "
                                   "not per detector")
         resolved = {"kind": kind, "settings": dict(settings)}
+        if "backbone_weights" in spec:
+            resolved["backbone_weights"] = _check_backbone_weights(spec["backbone_weights"], cls, settings, where)
         if cls.TASK == ANOMALY:  # trains on normal images, its family as pretext: synthetic defects only, no boxes
             resolved["steps"] = check_count(spec.get("steps", 100), f"{where}.steps")
             for key in ("images_seen", "epochs", "agnostic"):
@@ -250,6 +252,42 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
             resolved["agnostic"] = bool(spec.get("agnostic", True))
         out[name] = resolved
     return out
+
+
+def _check_backbone_weights(value: Any, cls: type, settings: Mapping[str, Any], where: str) -> str:
+    """``detectors.X.backbone_weights``: a file name (relative to the recipe's folder), for a detector that starts
+    from a backbone file (its class's ``BACKBONE_ARGUMENT``), not also set in its settings."""
+    argument = getattr(cls, "BACKBONE_ARGUMENT", None)
+    if argument is None:
+        raise RecipeError(f"{where}.backbone_weights: the {cls.kind} detector does not start from a backbone file")
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"{where}.backbone_weights must be a file name (a backbone.pt, relative to the recipe's "
+                          f"folder), got {value!r}")
+    if argument in settings:
+        raise RecipeError(f"{where}: backbone_weights and settings.{argument} both name the starting weights; keep "
+                          "backbone_weights")
+    return value
+
+
+def backbone_records(detectors: Mapping[str, Dict[str, Any]], resolve: Callable[[str], Any]) -> None:
+    """Check that each detector's ``backbone_weights`` file exists (``resolve``: a recipe path to a ``Path``) and
+    add ``backbone_sha256``, a hash of the file's content, to its spec: part of its cells' settings, so a changed
+    file makes new cells (as an operator recipe file does)."""
+    from ..backbone_file import file_digest
+
+    for name, spec in detectors.items():
+        if "backbone_weights" in spec:
+            path = resolve(spec["backbone_weights"])
+            if not path.is_file():
+                raise RecipeError(f"detectors.{name}.backbone_weights: {str(path)!r} does not exist")
+            spec["backbone_sha256"] = file_digest(path)
+
+
+def backbone_argument(kind: str, spec: Mapping[str, Any], resolve: Callable[[str], Any]) -> Dict[str, str]:
+    """The constructor argument a detector spec's ``backbone_weights`` becomes (the resolved path), or ``{}``."""
+    if "backbone_weights" not in spec:
+        return {}
+    return {detector_class(kind).BACKBONE_ARGUMENT: str(resolve(spec["backbone_weights"]))}
 
 
 def check_seeds(seeds: Any) -> List[int]:

@@ -19,6 +19,8 @@ import torch
 
 from defectgen.checks import check_channels, check_int, check_number, resolve_device
 
+from ..backbone_file import (ARCHITECTURES, architecture_of, describe_contents, read_backbone_file, saved_start,
+                             start_record)
 from ..base import ObjectDetector, check_images
 from ..registry import register_detector, save_state
 from ..types import AGNOSTIC_CLASS, Prediction
@@ -26,6 +28,7 @@ from .network import network_from_yaml, nms, transfer_weights
 from .offline import import_ultralytics, quiet_offline
 from .run_folder import (RUN_DATA, RUN_TRAINER, check_same_run, clear_run, last_checkpoint, new_state,
                          resume_state, write_state)
+from .torchvision_backbone import load_torchvision_backbone, torchvision_yaml
 from .training import preserved_global_state, step_plan, train_on_ultralytics
 from .yoloset import prepare_run_data, source_class_names, split_sources, to_channels
 
@@ -61,6 +64,12 @@ class YOLODetector(ObjectDetector):
             images given to a gray model are turned into luminance first.
         model: an ultralytics model yaml: a name such as ``"yolov8n.yaml"``, ``"yolo11n.yaml"``, ``"yolo26n.yaml"``
             (the letter picks the scale) or a local ``.yaml`` file. The network starts from random weights.
+        backbone: a torchvision backbone (``"resnet18"``, ``"resnet50"``, ``"mobilenet_v3_large"``,
+            ``"mobilenet_v3_small"``) in place of the yaml's own, under its head (:mod:`.torchvision_backbone`);
+            default: the yaml's backbone, or the architecture of ``weights_backbone``.
+        weights_backbone: optional local backbone file (:mod:`detectors.backbone_file`, e.g. the ``backbone.pt``
+            of ``defectgen pretrain``) loaded into that torchvision backbone; never downloaded. :meth:`describe`
+            records it (path and content hash) under ``"start"``.
         weights: optional local file to start from: an ultralytics ``.pt`` checkpoint (a pickle: only files you
             trust), a state dict, or a defectgen YOLO model; layers whose names and shapes match are copied.
             Never downloaded.
@@ -86,6 +95,7 @@ class YOLODetector(ObjectDetector):
     """
 
     FORMAT = FORMAT
+    BACKBONE_ARGUMENT = "weights_backbone"  # the constructor argument a study's backbone_weights key sets
     HELP = "YOLO (ultralytics, AGPL-3.0, the optional 'yolo' extra) on synthetic and/or real defect boxes"
     MODEL_NAME = "YOLO"
 
@@ -93,12 +103,21 @@ class YOLODetector(ObjectDetector):
     def add_model_arguments(cls, parser) -> None:
         parser.add_argument("--model", metavar="YAML", default=DEFAULT_MODEL,
                             help="ultralytics model yaml, random init (default: %(default)s)")
+        parser.add_argument("--backbone", choices=ARCHITECTURES,
+                            help="a torchvision backbone under the yaml's head (ultralytics' TorchVision block), "
+                                 "random init unless --weights-backbone (default: the yaml's own backbone; with "
+                                 "--weights-backbone: the file's architecture)")
+        parser.add_argument("--weights-backbone", metavar="FILE", type=Path,
+                            help="local backbone file (a torchvision resnet18 / resnet50 / mobilenet_v3_large / "
+                                 "mobilenet_v3_small state_dict, head optional: the backbone.pt of 'defectgen "
+                                 "pretrain') loaded into that torchvision backbone; never downloaded")
         parser.add_argument("--workers", metavar="N", type=int, default=0,
                             help="data loader processes (default: %(default)s: same seed, same model)")
 
     @classmethod
     def model_settings(cls, args) -> Dict[str, Any]:
-        return {"model": args.model}
+        return {"model": args.model, "backbone": args.backbone,
+                "weights_backbone": None if args.weights_backbone is None else str(args.weights_backbone)}
 
     @classmethod
     def cli_fit_options(cls, args) -> Dict[str, Any]:
@@ -111,6 +130,7 @@ class YOLODetector(ObjectDetector):
 
     def __init__(self, class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
                  image_size: int = 320, channels: int = 3, model: str = DEFAULT_MODEL,
+                 backbone: Optional[str] = None, weights_backbone: Optional[Union[str, Path]] = None,
                  weights: Optional[Union[str, Path]] = None, batch_size: int = 16, optimizer: str = "auto",
                  learning_rate: float = 0.01, momentum: float = 0.937, weight_decay: float = 0.0005,
                  warmup_epochs: Optional[float] = None, train_args: Optional[Mapping[str, Any]] = None,
@@ -141,6 +161,7 @@ class YOLODetector(ObjectDetector):
         if "://" in str(model):
             raise ValueError(f"model must be a yaml name or a local file, not a URL: {model!r}")
         self.model = str(model)
+        self.backbone, self.weights_backbone = _check_backbone(backbone, weights_backbone)
         self.weights = None if weights is None else str(weights)
         self.batch_size = check_int(batch_size, "batch_size", 2)
         if not isinstance(optimizer, str):
@@ -172,10 +193,17 @@ class YOLODetector(ObjectDetector):
             except FileNotFoundError:
                 raise ValueError(f"model yaml {self.model!r} not found: name one ultralytics ships (e.g. "
                                  "'yolov8n.yaml', 'yolo11n.yaml') or a local .yaml file") from None
+            if self.backbone is not None:
+                cfg = torchvision_yaml(cfg, self.backbone, self.model)
         self.network, self.model_yaml = network_from_yaml(cfg, len(self.class_names), self.seed)
         stride = int(self.network.stride.max())
         if self.image_size % stride:
             raise ValueError(f"image_size must be a multiple of the network's stride {stride}, got {self.image_size}")
+        if self.weights_backbone is not None:
+            load_torchvision_backbone(self.network, read_backbone_file(self.weights_backbone, "weights_backbone file"),
+                                      self.backbone)
+        # where the backbone's starting weights came from (a report says SSL-initialised or random)
+        self.start: Dict[str, Any] = start_record(self.weights_backbone, self.backbone)
         if self.weights is not None:
             transfer_weights(self.network, self.weights, FORMAT)
         self.network.to(device).eval()
@@ -188,7 +216,8 @@ class YOLODetector(ObjectDetector):
         """The constructor arguments (JSON-able); a saved model records them."""
         return {"class_names": list(self.class_names), "num_classes": self.num_classes,
                 "image_size": self.image_size, "channels": self.channels, "model": self.model,
-                "weights": self.weights, "batch_size": self.batch_size, "optimizer": self.optimizer,
+                "backbone": self.backbone, "weights_backbone": self.weights_backbone, "weights": self.weights,
+                "batch_size": self.batch_size, "optimizer": self.optimizer,
                 "learning_rate": self.learning_rate, "momentum": self.momentum, "weight_decay": self.weight_decay,
                 "warmup_epochs": self.warmup_epochs, "train_args": dict(self.train_args),
                 "conf_threshold": self.conf_threshold, "iou_threshold": self.iou_threshold, "max_det": self.max_det,
@@ -196,7 +225,7 @@ class YOLODetector(ObjectDetector):
 
     def describe(self) -> Dict[str, Any]:
         """The "model" entry of an evaluation report."""
-        return {"detector": "yolo", "model": self.model, "config": self.config(),
+        return {"detector": "yolo", "model": self.model, "config": self.config(), "start": dict(self.start),
                 "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
                 "images_seen": self.images_seen, "class_names": list(self.class_names)}
 
@@ -412,8 +441,9 @@ class YOLODetector(ObjectDetector):
     def save(self, path: Union[str, Path]) -> Path:
         """Write the model (network weights, its yaml, settings, classes, history) to ``path`` atomically."""
         state = {"format": FORMAT, "config": self.config(), "class_names": list(self.class_names),
-                 "model_yaml": self.model_yaml, "history": self.history, "epochs_trained": self.epochs_trained,
-                 "steps_trained": self.steps_trained, "images_seen": self.images_seen,
+                 "model_yaml": self.model_yaml, "start": self.start, "history": self.history,
+                 "epochs_trained": self.epochs_trained, "steps_trained": self.steps_trained,
+                 "images_seen": self.images_seen,
                  "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()}}
         return save_state(state, path)
 
@@ -431,6 +461,8 @@ class YOLODetector(ObjectDetector):
                     "max_det", "seed"):
             setattr(self, key, config[key])
         self.train_args = dict(self.train_args)
+        self.backbone, self.weights_backbone = config.get("backbone"), config.get("weights_backbone")
+        self.start = saved_start(state, self.weights_backbone, self.backbone)
         self.class_names = list(state["class_names"])
         self._names_source = "given"
         self.epochs_trained = int(state["epochs_trained"])
@@ -442,6 +474,21 @@ class YOLODetector(ObjectDetector):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
+def _check_backbone(backbone: Optional[str], weights_backbone: Optional[Union[str, Path]]):
+    """``(backbone, weights_backbone)`` checked: a backbone file's architecture is the backbone's (or names it)."""
+    if backbone is not None and backbone not in ARCHITECTURES:
+        raise ValueError(f"backbone must be one of {', '.join(ARCHITECTURES)} (a torchvision backbone), or None for "
+                         f"the model yaml's own; got {backbone!r}")
+    if weights_backbone is None:
+        return backbone, None
+    state = read_backbone_file(weights_backbone, "weights_backbone file")
+    held = architecture_of(state)
+    if held is None or (backbone is not None and held != backbone):
+        raise ValueError(f"weights_backbone {str(weights_backbone)!r} holds {describe_contents(state)}; the yolo "
+                         f"detector takes a torchvision {backbone or ' / '.join(ARCHITECTURES)} backbone file")
+    return held, str(weights_backbone)
+
+
 def _check_train_args(train_args: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     if train_args is None:
         return {}

@@ -13,15 +13,22 @@ from typing import Any, Dict, Union
 import torch
 
 from .offline import quiet_offline
+from .torchvision_backbone import check_torchvision_rows, restore_torchvision_norm
 
 
 def network_from_yaml(cfg: Dict[str, Any], num_classes: int, seed: int):
-    """``(DetectionModel, its yaml as plain data)``, initialised from ``seed`` without touching the global stream."""
+    """``(DetectionModel, its yaml as plain data)``, initialised from ``seed`` without touching the global stream.
+
+    A yaml may hold ``TorchVision`` rows (a torchvision backbone, :mod:`.torchvision_backbone`) whose weights are
+    None; one that would download weights is refused.
+    """
     from ultralytics.nn.tasks import DetectionModel
 
+    check_torchvision_rows(cfg, str(cfg.get("yaml_file", "<yaml>")))
     with quiet_offline(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = DetectionModel(copy.deepcopy(dict(cfg)), ch=3, nc=num_classes, verbose=False)
+    restore_torchvision_norm(network)
     plain = json.loads(json.dumps(network.yaml, default=str))  # lists, numbers and strings: weights_only-safe
     return network, plain
 
