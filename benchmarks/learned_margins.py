@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_results import RESULTS, command_line, markdown_table, write_raw  # noqa: E402
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-MODULES = ["test_detectors_cutpaste", "test_detectors_rcnn", "test_detectors_yolo", "test_mixing"]
+MODULES = ["test_detectors_cutpaste", "test_detectors_rcnn", "test_detectors_yolo", "test_mixing", "test_pretrain"]
 DEFAULT_JSON = RESULTS / "learned_margins.json"
 sys.path.insert(0, str(TESTS))
 from learned import meets  # noqa: E402
