@@ -441,3 +441,57 @@ def test_bench_diffusion_copy_test_finds_a_moved_turned_rescaled_copy():
     # resampling 28 rows down and 8 up leaves some difference (about 0.13); an unrelated pattern is about 0.55,
     # and on bottle the threshold from held-out real defects is about 0.45
     assert distance[0] < 0.2 and distance[1] > 0.4, distance
+
+
+# -- bench_pretrain.py ----------------------------------------------------------------------------------------------
+def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
+    """Every part at 32-64 px, 2 steps, one seed: equal compute in steps (random init trains P + S), the SSL
+    backbones are pretrained once and reused by the probe, a shard of two leaves the other's runs out, --resume
+    skips finished runs, --merge joins the two shares into the tables a single run prints."""
+    from test_io_mvtec import make_mvtec
+    from test_study_fewshot import write_pairs
+
+    module = _module("bench_pretrain")
+    bottle = make_mvtec(tmp_path / "cat", train=6, good=3, defects={"hole": 3, "crack": 2})
+    write_pairs(tmp_path / "pcb", count=28, size=64)  # 21 training pairs: room for choose_real's 20
+    tiny = ["--data", str(bottle), "--pcb", str(tmp_path / "pcb"), "--methods", "simclr", "simsiam", "--views",
+            "plain", "negatives", "--seeds", "0", "--pretrain-steps", "2", "--steps", "2", "--image-size", "32",
+            "--batch-size", "4", "--rcnn-pretrain-steps", "1", "--rcnn-steps", "2", "--rcnn-image-size", "64",
+            "--rcnn-pretrain-size", "32", "--limit", "8", "--work", str(tmp_path / "work")]
+    shares = [tmp_path / "s1.json", tmp_path / "s2.json"]
+    for k, path in enumerate(shares, 1):
+        module.main(tiny + ["--shard", f"{k}/2", "--json", str(path)])
+    printed = capsys.readouterr().out
+    assert "expected time about" in printed and module.RULE in printed and module.PROBE_NOTE in printed
+    ids = [{r["id"] for r in json.loads(p.read_text())["results"]["runs"]} for p in shares]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    everything = ids[0] | ids[1]
+    # simsiam has no negatives: 3 inits per bottle part; fasterrcnn: random and simclr/plain on 3 data sets
+    inits = {"random", "simclr/plain", "simclr/negatives", "simsiam/plain"}
+    assert everything == {f"{p}|{i}|seed0" for p in ("cutpaste", "probe") for i in inits} | {
+        f"fasterrcnn|{d}|{i}|seed0" for d in module.PCB_DATA for i in ("random", "simclr/plain")}
+    # resuming a finished share runs nothing and keeps its runs
+    module.main(tiny + ["--shard", "1/2", "--json", str(shares[0]), "--resume"])
+    assert "0 runs to do" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main(tiny + ["--json", str(shares[0])])  # an existing file without --resume is refused
+    merged = tmp_path / "m.json"
+    raw = module.main(["--merge", *map(str, shares), "--json", str(merged)])
+    printed = capsys.readouterr().out
+    assert raw["benchmark"] == "bench_pretrain" and len(raw["merged_from"]) == 2
+    runs = {r["id"]: r for r in raw["results"]["runs"]}
+    assert set(runs) == everything and "shard" not in raw["results"]["settings"]
+    assert runs["cutpaste|random|seed0"]["train_steps"] == 4 and runs["cutpaste|random|seed0"]["pretrain_s"] is None
+    ssl = runs["cutpaste|simclr/negatives|seed0"]
+    assert ssl["train_steps"] == 2 and ssl["pretrain_steps"] == 2 and ssl["pretrain_s"] > 0
+    assert ssl["start"]["init"] == "backbone file" and runs["cutpaste|random|seed0"]["start"] == {"init": "random"}
+    assert runs["probe|simclr/negatives|seed0"]["backbone"].startswith("resnet18 from backbone.pt")
+    assert runs["fasterrcnn|real20|random|seed0"]["train_steps"] == 3 and \
+        runs["fasterrcnn|real20|simclr/plain|seed0"]["train_steps"] == 2
+    assert raw["results"]["pretrained"]["bottle|simclr/negatives|seed0"]["settings"]["negatives"]
+    tables = module.render_tables(json.loads(merged.read_text()))
+    assert set(tables) == {"cutpaste", "probe", "fasterrcnn"} and all(t in printed for t in tables.values())
+    assert "| random init | 0 + 4 |" in tables["cutpaste"]
+    assert "| SimCLR + hard negatives (cutpaste, scar) | 2 + 2 |" in tables["cutpaste"]
+    assert tables["probe"].startswith("| backbone (frozen; diagnostic on test images) |")
+    assert "| synth_pcb+real20 | 20 | random init | 0 + 3 |" in tables["fasterrcnn"]
