@@ -83,7 +83,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
-def _load_model(path: Path, image_size: Optional[int], device: str):
+def load_model(path: Path, image_size: Optional[int], device: str):
     """The detector in ``path`` (a model file or a run folder); a :class:`CliError` if it is not one."""
     if not path.exists():
         raise CliError(f"model {str(path)!r} does not exist")
@@ -110,7 +110,7 @@ def _report_prefix(args: argparse.Namespace) -> Path:
 def run_eval(args: argparse.Namespace) -> int:
     check_folder(args.data, "--data")
     device = resolve_device(args.device)
-    detector = _load_model(args.model, args.image_size, device)
+    detector = load_model(args.model, args.image_size, device)
     from defectgen.io.labelled import detect_format
 
     try:

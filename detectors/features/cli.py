@@ -211,9 +211,9 @@ def run_features(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     detector = None
     if args.model is not None:
-        from ..cli import _load_model  # eval's loader: the same checks and messages
+        from ..cli import load_model  # eval's loader: the same checks and messages
 
-        detector = _load_model(args.model, None, device)
+        detector = load_model(args.model, None, device)
     from defectgen.environment import describe
 
     report: Dict[str, Any] = {"settings": {"seed": args.seed, "device": device, "batch_size": args.batch_size,
