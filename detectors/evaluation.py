@@ -104,6 +104,9 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
     for chunk in test.images.split(batch_size):
         if pixel:  # scores and maps from one pass (they share the forward pass / the patch scores)
             prediction = detector.predict(chunk, **map_kwargs)
+            if prediction.maps is None:
+                raise ValueError(f"{describe_model(detector)} makes no anomaly maps, so pixel metrics cannot be "
+                                 "computed; evaluate image metrics only (--no-pixel, or pixel=False)")
             chunk_scores = prediction.scores
             maps.append(prediction.maps)
         else:
@@ -116,6 +119,13 @@ def evaluate_detector(detector, root: Union[str, Path], defects: Optional[Sequen
     report.update({"data": str(root), "pixel_size": detector.image_size if pixel else None,
                    "seconds": round(seconds, 3)})
     return report
+
+
+def describe_model(detector) -> str:
+    """A detector as messages name it: its kind, and its model where the kind wraps several (anomalib's)."""
+    model = getattr(detector, "model", None)
+    return " ".join(str(part) for part in (getattr(detector, "kind", type(detector).__name__),
+                                            model if isinstance(model, str) else None) if part)
 
 
 def format_report(report: Dict[str, Any], title: str) -> str:

@@ -35,8 +35,9 @@ _BY_NAME: Dict[str, Type] = {}
 _BY_FORMAT: Dict[str, Type] = {}
 
 # built-in kinds, imported on first use so `import detectors` stays light; their modules import without the
-# optional libraries (ultralytics), which the detector asks for when it is created
-_BUILTIN = {"cutpaste": "detectors.cutpaste", "fasterrcnn": "detectors.rcnn", "yolo": "detectors.yolo"}
+# optional libraries (ultralytics, anomalib), which the detector asks for when it is created
+_BUILTIN = {"cutpaste": "detectors.cutpaste", "fasterrcnn": "detectors.rcnn", "yolo": "detectors.yolo",
+            "anomalib": "detectors.anomalib"}
 
 
 def register_detector(name: str) -> Callable[[Type], Type]:

@@ -107,10 +107,10 @@ def _write(path: Path, array: np.ndarray) -> None:
     assert cv2.imwrite(str(path), array), path
 
 
-def make_mvtec(root: Path) -> Path:
-    """Dark noise as normal images; the defect type ``spot`` is a bright square, with its mask."""
+def make_mvtec(root: Path, train: int = 6) -> Path:
+    """Dark noise as normal images; the defect type ``spot`` is a bright square, with its mask (32 px)."""
     rng = np.random.default_rng(0)
-    for split, count in (("train/good", 6), ("test/good", 3), ("test/spot", 3)):
+    for split, count in (("train/good", train), ("test/good", 3), ("test/spot", 3)):
         for i in range(count):
             image = rng.integers(20, 60, (SIZE, SIZE, 3), dtype=np.uint8)
             if "spot" in split:
@@ -154,14 +154,20 @@ def test_a_registered_kind_runs_in_a_one_cell_study(brightness, tmp_path):
               "families": {"cutout": {"op": "cutout"}},
               "detectors": {"bright": {"kind": brightness, "steps": 3}},
               "test_sets": {"real": "real"}, "metrics": ["image_auroc"]}
-    (tmp_path / "study.yaml").write_text(json.dumps(recipe))  # JSON is YAML
-    code, out, err = run(["ablate", tmp_path / "study.yaml", "--out", tmp_path / "study", "--device", "cpu",
-                          "--quiet"])
+    row = run_one_cell_study(recipe, tmp_path)
+    assert row["detector"] == "bright"
+    assert row["metrics"]["image_auroc"] == 1.0  # the real test set's defects are bright squares
+
+
+def run_one_cell_study(recipe: dict, folder: Path) -> dict:
+    """``defectgen ablate`` on a one-cell ``recipe`` written into ``folder``; the cell's results row."""
+    (folder / "study.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    code, out, err = run(["ablate", folder / "study.yaml", "--out", folder / "study", "--device", "cpu", "--quiet"])
     assert code == 0, err
     assert "1 cells done, 0 failed" in out
-    rows = [json.loads(line) for line in (tmp_path / "study" / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["detector"] == "bright"
-    assert rows[0]["metrics"]["image_auroc"] == 1.0  # the real test set's defects are bright squares
+    rows = [json.loads(line) for line in (folder / "study" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    return rows[0]
 
 
 def test_the_registration_is_the_only_line(brightness):

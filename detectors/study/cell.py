@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .data import StudyData, family_op, fitted_recipe
 from .plan import Cell, Study
-from .schema import BASELINE, REGIME_K, backbone_argument, real_count
+from .schema import BASELINE, REGIME_K, backbone_argument, real_count, study_arguments
 
 
 def family_spec(study: Study, cell: Cell) -> Any:
@@ -78,7 +78,7 @@ def train(study: Study, data: StudyData, cell: Cell, device: str, folder: Path,
     spec = study.detectors[cell.detector]
     cls = detector_class(spec["kind"])
     settings = dict(spec["settings"], image_size=study.image_size, seed=cell.seed,
-                    **backbone_argument(spec["kind"], spec, study.resolve_path))
+                    **study_arguments(spec["kind"], spec), **backbone_argument(spec["kind"], spec, study.resolve_path))
     last = {"time": 0.0}
 
     def callback(record: Dict[str, Any]) -> None:  # a line in the cell's log at most every 10 s, and the last

@@ -72,8 +72,8 @@ import yaml
 
 from .overlap import check_overlaps
 from .plan import Study
-from .schema import (BASELINE, REQUIRED, TOP_KEYS, RecipeError, backbone_records, check_keys, check_sections,
-                     check_test_sets, k_reason, needs_real_k, real_count)
+from .schema import (BASELINE, REQUIRED, TOP_KEYS, RecipeError, backbone_records, check_keys, check_maps,
+                     check_sections, check_test_sets, k_reason, needs_real_k, real_count)
 
 
 def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str] = None,
@@ -108,6 +108,7 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
     study = Study(path=path, root=root, budget=budget, raw=raw, name=name, families=families,
                   test_sets=check_test_sets(raw["test_sets"], families, sections["data"]), **sections)
     _check_combinations(study)
+    check_maps(study.detectors, study.metrics)
     backbone_records(study.detectors, study.resolve_path)  # each backbone file exists; its content hash
     study.family_records = {name: _family_record(study, spec) for name, spec in study.families.items()}
     study.allow_overlap = allow_overlap

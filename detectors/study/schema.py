@@ -27,6 +27,8 @@ FAMILY_FLAGS = ("allow_overlap",)
 TRANSPLANT_KEYS = ("pairs", "groups", "blend", "match_brightness")
 TEST_SET_KEYS = ("path", "format", "split", "synthetic", "images", "seed")
 LABELLED_SET_KEYS = ("path", "format", "split")
+PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "aupro")
+"""Metrics computed from anomaly maps."""
 METRICS = ("map_50", "map_50_95", "image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro")
 """Metrics a study can report: box metrics from object detectors, map metrics from anomaly detectors (on test
 sets with masks), image AUROC / AP from both."""
@@ -220,12 +222,15 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
     out = {}
     for name, spec in detectors.items():
         where = f"detectors.{name}"
-        check_keys(spec, DETECTOR_KEYS, where)
+        if not isinstance(spec, Mapping):
+            check_keys(spec, DETECTOR_KEYS, where)  # raises: a detector entry is a mapping
         kind = spec.get("kind", name)
         try:
             cls = detector_class(kind)
         except ValueError as error:
             raise RecipeError(f"{where}.kind: {error}") from None
+        own_keys = tuple(getattr(cls, "STUDY_KEYS", ()))  # keys a kind adds (e.g. anomalib's model)
+        check_keys(spec, DETECTOR_KEYS + own_keys, where)
         settings = spec.get("settings", {}) or {}
         if not isinstance(settings, Mapping):
             raise RecipeError(f"{where}.settings must be a mapping of the detector's constructor arguments")
@@ -234,6 +239,14 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
                 raise RecipeError(f"{where}.settings.{banned} is set by the study (image_size, seeds, families), "
                                   "not per detector")
         resolved = {"kind": kind, "settings": dict(settings)}
+        if own_keys:
+            clash = [key for key in own_keys if key in settings]
+            if clash:
+                raise RecipeError(f"{where}.settings.{clash[0]}: write it as {where}.{clash[0]}")
+            try:
+                resolved.update(cls.check_study_keys({k: spec[k] for k in own_keys if k in spec}))
+            except (ValueError, TypeError) as error:
+                raise RecipeError(f"{where}.{error}") from None
         if "backbone_weights" in spec:
             resolved["backbone_weights"] = _check_backbone_weights(spec["backbone_weights"], cls, settings, where)
         if cls.TASK == ANOMALY:  # trains on normal images, its family as pretext: synthetic defects only, no boxes
@@ -260,6 +273,8 @@ def _check_backbone_weights(value: Any, cls: type, settings: Mapping[str, Any], 
     argument = getattr(cls, "BACKBONE_ARGUMENT", None)
     if argument is None:
         raise RecipeError(f"{where}.backbone_weights: the {cls.kind} detector does not start from a backbone file")
+    if isinstance(value, str) and value in getattr(cls, "BACKBONE_KEYWORDS", ()):
+        return value  # e.g. anomalib's "random": an explicit choice, not a file
     if not isinstance(value, str) or not value:
         raise RecipeError(f"{where}.backbone_weights must be a file name (a backbone.pt, relative to the recipe's "
                           f"folder), got {value!r}")
@@ -276,7 +291,7 @@ def backbone_records(detectors: Mapping[str, Dict[str, Any]], resolve: Callable[
     from ..backbone_file import file_digest
 
     for name, spec in detectors.items():
-        if "backbone_weights" in spec:
+        if "backbone_weights" in spec and not _keyword(spec):
             path = resolve(spec["backbone_weights"])
             if not path.is_file():
                 raise RecipeError(f"detectors.{name}.backbone_weights: {str(path)!r} does not exist")
@@ -287,7 +302,31 @@ def backbone_argument(kind: str, spec: Mapping[str, Any], resolve: Callable[[str
     """The constructor argument a detector spec's ``backbone_weights`` becomes (the resolved path), or ``{}``."""
     if "backbone_weights" not in spec:
         return {}
-    return {detector_class(kind).BACKBONE_ARGUMENT: str(resolve(spec["backbone_weights"]))}
+    value = spec["backbone_weights"] if _keyword(spec) else str(resolve(spec["backbone_weights"]))
+    return {detector_class(kind).BACKBONE_ARGUMENT: value}
+
+
+def _keyword(spec: Mapping[str, Any]) -> bool:
+    """Whether a detector spec's ``backbone_weights`` is a keyword of its kind (``random``), not a file."""
+    return spec["backbone_weights"] in getattr(detector_class(spec["kind"]), "BACKBONE_KEYWORDS", ())
+
+
+def study_arguments(kind: str, spec: Mapping[str, Any]) -> Dict[str, Any]:
+    """The constructor arguments a detector spec gives through its kind's own keys (``STUDY_KEYS``)."""
+    return {key: spec[key] for key in getattr(detector_class(kind), "STUDY_KEYS", ()) if key in spec}
+
+
+def check_maps(detectors: Mapping[str, Dict[str, Any]], metrics: List[str]) -> None:
+    """Refuse pixel metrics for a detector whose kind says it makes no anomaly maps with its settings."""
+    pixel = [m for m in metrics if m in PIXEL_METRICS]
+    for name, spec in detectors.items():
+        cls = detector_class(spec["kind"])
+        makes_maps = getattr(cls, "makes_maps", None)
+        if pixel and makes_maps is not None and not makes_maps({**spec["settings"], **study_arguments(
+                spec["kind"], spec)}):
+            what = " ".join(str(part) for part in (spec["kind"], spec.get("model")) if part)
+            raise RecipeError(f"detectors.{name} ({what}) makes no anomaly maps, so it cannot report metrics "
+                              f"{', '.join(pixel)}; remove them from metrics or pick a model with maps")
 
 
 def check_seeds(seeds: Any) -> List[int]:
