@@ -9,6 +9,7 @@
 - :mod:`.folder`: the study folder (files, shards, the refusal of another study's folder);
 - :mod:`.runner`: every cell into its own folder, resumable, shardable;
 - :mod:`.report`: results.jsonl / .csv, table.md, heatmaps, ranking and synthetic validation;
+- :mod:`.methods`: the method ranking: which synthetic test set ranks the detectors as a real one does;
 - :mod:`.ranks`: Spearman's rank correlation and its confidence interval.
 """
 from .plan import Cell, Study, expand

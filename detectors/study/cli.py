@@ -89,7 +89,8 @@ def _report_only(folder: Path) -> int:
         paths = render_report(folder)
     except ValueError as error:
         raise CliError(str(error)) from None
-    print(f"wrote {paths['table']}, {paths['jsonl']}, {paths['csv']} and {len(paths['heatmaps'])} heatmaps")
+    plots = f" and {len(paths['method_plots'])} method-ranking plots" if paths["method_plots"] else ""
+    print(f"wrote {paths['table']}, {paths['jsonl']}, {paths['csv']}, {len(paths['heatmaps'])} heatmaps{plots}")
     return 0
 
 

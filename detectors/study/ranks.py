@@ -1,11 +1,11 @@
 """Spearman's rank correlation with a confidence interval: does one test set rank candidates as another does?
 
 Used by the synthetic validation of a study: for each detector, the families' mean metric on a synthetic test
-set against the same on the real one. Ties get the average of the ranks they span (so a constant vector has no
-defined correlation: ``nan``). The interval is Fisher's z-transform with the standard error
-``sqrt(1.06 / (n - 3))`` of Fieller, Hartley & Pearson (1957), which is what Spearman's coefficient needs
-instead of Pearson's ``1 / sqrt(n - 3)``; it needs ``n >= 4`` and is wide for the few candidates a study has (8
-families: +-0.7 around 0.5), which is the honest answer.
+set against the same on the real one; and by its method ranking (:mod:`.methods`): the detectors' scores.
+Ties get the average of the ranks they span (so a constant vector has no defined correlation: ``nan``). The
+interval is Fisher's z-transform with the standard error ``sqrt(1.06 / (n - 3))`` of Fieller, Hartley & Pearson
+(1957), which is what Spearman's coefficient needs instead of Pearson's ``1 / sqrt(n - 3)``; it needs ``n >= 4``
+and is wide for the few candidates a study has (8 families: +-0.7 around 0.5), which is the honest answer.
 """
 from __future__ import annotations
 

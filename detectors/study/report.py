@@ -8,15 +8,21 @@
   percentage of the detector's real-only baseline (``none / real``) and as a difference (points) from the
   ``none`` row of the same regime; failed and pending cells marked, and families that learnt from files of a
   test set (``allow_overlap``) marked ``†`` with a footnote. Then a ranking of the families per test set,
-  and the synthetic validation.
-- ``heatmaps/<test set>__<metric>.png``: family x detector, one panel per regime (needs matplotlib; skipped
-  with a note in ``table.md`` without it).
+  the synthetic validation and, with two or more detectors, the method ranking (:mod:`.methods`).
+- ``heatmaps/<test set>__<metric>.png``: family x detector, one panel per regime; with the method ranking,
+  ``heatmaps/methods__<real>__<metric>__<regime>.png``: each detector's score on every synthetic set against
+  its score on the real one (both need matplotlib; skipped with a note in ``table.md`` without it).
 
 **Synthetic validation.** When the study has real and synthetic test sets, each synthetic one is compared with
 each real one: for every detector and regime, Spearman's rank correlation between the families' means on the
 two (:mod:`.ranks`, with its 95 % interval), and, with three or more detectors, the same over the detectors for
 every family. A correlation near 1 with an interval clear of 0 says the synthetic set picks the same families
 as real defects would.
+
+**Method ranking** (:mod:`.methods`). With two or more detectors, the same question for the detectors
+themselves: their scores (pooled over the families they were trained with) ranked on the real and on each
+synthetic test set, Spearman's ρ over the detectors per synthetic set, and the synthetic set that is the best
+proxy for the real one, with its interval.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from defectgen.io.atomic import write_text_atomic
 from defectgen.run_folder import read_json
 
 from .folder import CELLS, RESULT, STUDY_FILE
+from .methods import RANKING_INTRO, method_ranking, ranking_markdown, write_method_plots
 from .ranks import spearman, spearman_interval
 from .schema import BASELINE
 
@@ -291,7 +298,8 @@ def validation_markdown(items: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_table(record, results, rows, values, heatmap_note: str = "") -> str:
+def render_table(record, results, rows, values, heatmap_note: str = "",
+                 methods: Optional[List[Dict[str, Any]]] = None) -> str:
     states = [results.get(c["id"], {}).get("status", "pending") for c in record["cells"]]
     seconds = sum(float(r.get("seconds") or 0) for r in results.values())
     parts = [f"# Study `{record['name']}`" + (f" (budget {record['budget']})" if record.get("budget") else ""),
@@ -321,6 +329,12 @@ def render_table(record, results, rows, values, heatmap_note: str = "") -> str:
                   "Spearman's ρ between the means on the real and on the synthetic test set (over the families "
                   "for each detector; over the detectors for each family when there are three or more), with a "
                   "95 % interval (Fisher z, se = √(1.06 / (n − 3))).", "", validation_markdown(validation), ""]
+    methods = method_ranking(record, values) if methods is None else methods
+    if methods:
+        parts += ["## Method ranking: which synthetic test set ranks the detectors as the real one does?", "",
+                  RANKING_INTRO, ""]
+        for item in methods:
+            parts += [ranking_markdown(item), ""]
     failed = [(c, results[c["id"]]) for c in record["cells"] if results.get(c["id"], {}).get("status") == "failed"]
     if failed:
         parts += ["## Failed cells", ""] + [f"- `{c['id']}` {c['family']} / {c['regime']} / {c['detector']} / seed "
@@ -383,8 +397,9 @@ CSV_FIELDS = ["cell", "family", "regime", "detector", "seed", "test_set", "test_
 
 
 def render_report(out: Union[str, Path], heatmaps: bool = True) -> Dict[str, Any]:
-    """Write ``results.jsonl``, ``results.csv``, ``table.md`` and the heatmaps into the study folder ``out``;
-    returns their paths and the synthetic validation."""
+    """Write ``results.jsonl``, ``results.csv``, ``table.md``, the heatmaps and the method-ranking plots into
+    the study folder ``out``; returns their paths (``heatmaps``, ``method_plots``), the synthetic validation
+    (``validation``) and the method ranking (``method_ranking``: :func:`.methods.method_ranking`'s items)."""
     out = Path(out)
     record, results = load(out)
     rows = result_rows(record, results, out)
@@ -401,14 +416,19 @@ def render_report(out: Union[str, Path], heatmaps: bool = True) -> Dict[str, Any
                         + [r["timings"].get("train_seconds", ""), r["timings"].get("eval_seconds", ""),
                            r.get("error", "")])
     write_text_atomic(out / "results.csv", buffer.getvalue())
-    paths: Dict[str, Any] = {"jsonl": out / "results.jsonl", "csv": out / "results.csv", "heatmaps": []}
+    paths: Dict[str, Any] = {"jsonl": out / "results.jsonl", "csv": out / "results.csv", "heatmaps": [],
+                             "method_plots": []}
+    methods = method_ranking(record, values)
     note = ""
     if heatmaps:
         try:
             paths["heatmaps"] = write_heatmaps(record, values, out / "heatmaps")
+            paths["method_plots"] = write_method_plots(record, methods, out / "heatmaps")
         except ImportError:
-            note = "Heatmaps skipped: matplotlib is not installed (pip install matplotlib)."
-    write_text_atomic(out / "table.md", render_table(record, results, rows, values, note))
+            note = ("Heatmaps" + (" and method-ranking plots" if methods else "")
+                    + " skipped: matplotlib is not installed (pip install 'defectgen[plots]').")
+    write_text_atomic(out / "table.md", render_table(record, results, rows, values, note, methods))
     paths["table"] = out / "table.md"
     paths["validation"] = synthetic_validation(record, values)
+    paths["method_ranking"] = methods
     return paths
