@@ -3,6 +3,7 @@
     defectgen ablate recipes/ablation_deeppcb.yaml --out runs/pcb --budget cpu
     defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --budget gpu --shard 3/8
     defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --resume
+    defectgen ablate recipes/methods_bottle.yaml --out runs/methods_cable --data-root mvtec/cable --budget cpu
     defectgen ablate --report runs/bottle
 
 Exit codes: 0 when every cell of this run finished, 1 when some failed (the study went on; the report marks
@@ -27,6 +28,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", metavar="NAME",
                         help="a named budget of the recipe (e.g. cpu, gpu); default: the one the study folder was "
                              "run with, else the recipe's settings as written")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="replace the recipe's data.root: the same recipe on another data set of its format "
+                             "(e.g. another MVTec category); give it again with --resume")
     parser.add_argument("--resume", action="store_true",
                         help="continue a study folder that holds finished cells (after a crash, or to merge "
                              "shards); finished cells are never run again, a changed recipe is refused")
@@ -62,7 +66,7 @@ def run_ablate(args: argparse.Namespace) -> int:
         if budget is None and args.out is not None:  # a resumed study keeps the budget it was started with
             existing = read_json(args.out / STUDY_FILE)
             budget = (existing or {}).get("budget")
-        study = load_study(args.recipe, budget)
+        study = load_study(args.recipe, budget, data_root=args.data_root)
         shard = parse_shard(args.shard) if args.shard else None
         if args.plan:
             cells = interleaved_share(expand(study), shard)

@@ -90,9 +90,9 @@ class Study:
 def expand(study: Study) -> List[Cell]:
     """Every cell of the study, in a fixed order: seed, detector, regime, family.
 
-    Skipped combinations (see :mod:`.recipe`): ``real`` for any family but ``none``; ``none`` under
-    ``synthetic`` for object detectors (nothing to learn boxes from); anything but ``synthetic`` for anomaly
-    detectors.
+    Skipped combinations (see :mod:`.recipe`): a family a detector's ``families`` list leaves out; ``real`` for
+    any family but ``none``; ``none`` under ``synthetic`` for object detectors (nothing to learn boxes from);
+    anything but ``synthetic`` for anomaly detectors.
     """
     cells = []
     for seed in study.seeds:
@@ -108,6 +108,8 @@ def expand(study: Study) -> List[Cell]:
 
 def applies(study: Study, family: str, regime: str, detector: str) -> bool:
     """Whether ``(family, regime, detector)`` is a cell of the study (see :func:`expand`)."""
+    if family not in study.detectors[detector].get("families", study.families):
+        return False  # the detector's own families list leaves this family out
     if study.is_anomaly(detector):
         return regime == "synthetic" and not needs_real_k(study.families[family])
     if regime == "real":
@@ -121,7 +123,7 @@ def cell_settings(study: Study, family: str, regime: str, detector: str, seed: i
     """Everything a cell's training depends on, as plain data (its hash is the cell id). Test sets are not part
     of it: a cell is trained once and evaluated on all of them."""
     data = {k: v for k, v in study.data.items() if v is not None}
-    spec = study.detectors[detector]
+    spec = {k: v for k, v in study.detectors[detector].items() if k != "families"}  # which cells, not how one trains
     settings = {"data": data, "family": {"name": family, "spec": study.family_records[family]}, "regime": regime,
                 "detector": {"name": detector, **spec}, "image_size": study.image_size, "seed": seed}
     if family != BASELINE and not study.is_anomaly(detector):

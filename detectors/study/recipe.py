@@ -23,6 +23,8 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
     detectors:
       fasterrcnn: {kind: fasterrcnn, settings: {batch_size: 4}, images_seen: 900}
       cutpaste: {kind: cutpaste, settings: {batch_size: 32}, steps: 100}
+      # families: the families a detector is crossed with (default: all); not part of a cell's settings
+      cutpaste_3way: {kind: cutpaste, steps: 100, families: [three_way]}
     test_sets:
       real: real                              # the data's real test split
       other: {path: ../labelled, format: coco, split: val}
@@ -65,6 +67,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -72,15 +75,18 @@ import yaml
 
 from .overlap import check_overlaps
 from .plan import Study
-from .schema import (BASELINE, REQUIRED, TOP_KEYS, RecipeError, backbone_records, check_keys, check_maps,
-                     check_sections, check_test_sets, k_reason, needs_real_k, real_count)
+from .schema import (BASELINE, REQUIRED, TOP_KEYS, RecipeError, backbone_records, check_detector_families,
+                     check_keys, check_maps, check_sections, check_test_sets, k_reason, needs_real_k, real_count)
 
 
 def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str] = None,
-               base: Optional[Union[str, Path]] = None) -> Study:
+               base: Optional[Union[str, Path]] = None, data_root: Optional[Union[str, Path]] = None) -> Study:
     """Read and check a study recipe (a YAML file or a dict) and resolve ``budget`` (a key of its ``budgets``).
 
     ``base`` is the folder relative paths are taken from when ``recipe`` is a dict (default: the current one).
+    ``data_root`` replaces ``data.root`` (``defectgen ablate --data-root``: the same recipe on another data set of
+    its format, e.g. another MVTec category); a relative one is taken from the current directory and recorded
+    relative to the recipe's folder, as a root written in the recipe would be.
     Raises :class:`~detectors.study.schema.RecipeError` naming the bad key.
     """
     path: Optional[Path] = None
@@ -103,17 +109,31 @@ def load_study(recipe: Union[str, Path, Mapping[str, Any]], budget: Optional[str
     raw = _apply_budget(raw, budget)
     name = str(raw.get("name") or (path.stem if path is not None else "study"))
     root = path.parent if path is not None else Path(base) if base is not None else Path.cwd()
+    if data_root is not None:
+        raw["data"] = _replace_root(raw["data"], data_root, root)
     sections = check_sections(raw)
     families, allow_overlap = sections.pop("families")
     study = Study(path=path, root=root, budget=budget, raw=raw, name=name, families=families,
                   test_sets=check_test_sets(raw["test_sets"], families, sections["data"]), **sections)
     _check_combinations(study)
+    check_detector_families(study.detectors, study.families)
     check_maps(study.detectors, study.metrics)
     backbone_records(study.detectors, study.resolve_path)  # each backbone file exists; its content hash
     study.family_records = {name: _family_record(study, spec) for name, spec in study.families.items()}
     study.allow_overlap = allow_overlap
     study.overlaps = check_overlaps(study)
     return study
+
+
+def _replace_root(data: Any, data_root: Union[str, Path], root: Path) -> Dict[str, Any]:
+    """``data`` with ``root`` replaced by ``data_root`` (see :func:`load_study`)."""
+    if not isinstance(data, Mapping) or "root" not in data:
+        raise RecipeError("--data-root replaces data.root, which this recipe does not have (data.format folder "
+                          "reads data.ok)")
+    path = Path(data_root).expanduser()
+    if not path.is_absolute():
+        path = Path(os.path.relpath(path.resolve(), root.resolve()))
+    return dict(data, root=path.as_posix())
 
 
 def _family_record(study: Study, spec: Any) -> Any:

@@ -18,7 +18,7 @@ REQUIRED = ("data", "families", "detectors", "test_sets")
 DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test", "defect_split")
 DEFECT_SPLIT_KEYS = ("shots", "seed")
 DATA_FORMATS = ("deeppcb", "mvtec", "folder")
-DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic", "backbone_weights")
+DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic", "backbone_weights", "families")
 SYNTHETIC_KEYS = ("defects_per_image", "box_margin")
 MIXING_KEYS = ("real_fraction", "schedule", "replay_fraction", "finetune_start")
 FAMILY_KINDS = ("op", "recipe", "pretext", "transplant", "fit")
@@ -247,6 +247,8 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
                 resolved.update(cls.check_study_keys({k: spec[k] for k in own_keys if k in spec}))
             except (ValueError, TypeError) as error:
                 raise RecipeError(f"{where}.{error}") from None
+        if "families" in spec:  # the families it is crossed with (checked against the families section later)
+            resolved["families"] = _check_name_list(spec["families"], f"{where}.families")
         if "backbone_weights" in spec:
             resolved["backbone_weights"] = _check_backbone_weights(spec["backbone_weights"], cls, settings, where)
         if cls.TASK == ANOMALY:  # trains on normal images, its family as pretext: synthetic defects only, no boxes
@@ -265,6 +267,26 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
             resolved["agnostic"] = bool(spec.get("agnostic", True))
         out[name] = resolved
     return out
+
+
+def _check_name_list(value: Any, where: str) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise RecipeError(f"{where} must be a non-empty list of family names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise RecipeError(f"{where} lists a family twice: {value}")
+    return list(value)
+
+
+def check_detector_families(detectors: Mapping[str, Dict[str, Any]], families: Mapping[str, Any]) -> None:
+    """Each detector's ``families`` (the families it is crossed with; all when absent) names families of the
+    study. Not part of a cell's settings: it chooses which cells exist, not how one trains."""
+    for name, spec in detectors.items():
+        unknown = [f for f in spec.get("families", ()) if f not in families]
+        if unknown:
+            raise RecipeError(f"detectors.{name}.families: unknown family {unknown[0]!r}; the study's families: "
+                              f"{', '.join(families)}")
 
 
 def _check_backbone_weights(value: Any, cls: type, settings: Mapping[str, Any], where: str) -> str:
