@@ -72,6 +72,8 @@ def test_draem_is_the_reference_recipe():
     # data_loader.py augment_image: perlin_scale = 6, min_perlin_scale = 0, threshold = 0.5, rot (-90, 90)
     assert op.mask.scale_exp_range == (0, 5) and op.mask.threshold == 0.5
     assert op.mask.angle_deg_range == (-90.0, 90.0)
+    # iaa.Affine's rotation fills with zeros (cval=0) where the rotated noise image does not reach: no blob there
+    assert op.mask.fill_corners is False
     # randAugmenter: 3 of the 10 augmenters, drawn without replacement, in the drawn order
     assert isinstance(op.source, DraemAugment) and op.source.ops == DRAEM_OPS and len(DRAEM_OPS) == 10
     assert op.source.count == 3 and op.source.random_order
@@ -98,6 +100,32 @@ def test_draem_scales_angles_opacity_and_normal_half():
     assert hist.min() > N / 8 * 0.75, "beta is not uniform on [0, 0.8)"
     # augment_image: no_anomaly = torch.rand(1); no_anomaly > 0.5 returns the image unchanged
     assert abs(float(params["applied"].double().mean()) - 0.5) < 4 * math.sqrt(0.25 / N)
+
+
+def test_draem_rotates_the_image_sized_noise_with_zeros_outside():
+    # augment_image: perlin_noise = self.rot(image=perlin_noise), iaa.Affine(rotate=(-90, 90)), bilinear, cval=0:
+    # the noise image rotated about its centre, 0 where it does not reach, then thresholded
+    size, n = 48, 64
+    mask = draem().mask
+    params = mask.sample(n, size, size, torch.Generator().manual_seed(4))
+    flat = perlin_noise(params["perlin_scale"], torch.zeros(n), params["gradient_angle"], size, size)
+    theta = torch.deg2rad(params["angle_deg"]).view(n, 1, 1)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    grid = torch.stack([theta.cos() * x + theta.sin() * y, -theta.sin() * x + theta.cos() * y], dim=-1)
+    rotated = torch.nn.functional.grid_sample(flat.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                                              align_corners=True)
+    expected = rotated > 0.5
+    drawn = mask.draw(params, size, size, "cpu").bool()
+    assert float((drawn != expected).double().mean()) < 1e-4  # a pixel may sit on the threshold
+    # the corner pixels lie outside the rotated noise image unless the angle is near 0 or +-90 degrees
+    tilted = (params["angle_deg"].abs() - 45).abs() < 35
+    assert int(tilted.sum()) > 20
+    assert not drawn[tilted][:, 0, [0, 0, -1, -1], [0, -1, 0, -1]].any()
+    # the general PerlinMask's larger canvas does reach them; the unrotated noise is the same either way
+    fill = PerlinMask(fill_corners=True)
+    assert fill.draw(params, size, size, "cpu")[tilted][:, 0, [0, 0, -1, -1], [0, -1, 0, -1]].any()
+    flat_params = {**params, "angle_deg": torch.zeros(n)}
+    assert torch.equal(mask.draw(flat_params, size, size, "cpu"), fill.draw(flat_params, size, size, "cpu"))
 
 
 def test_draem_augments_three_of_ten_in_random_order():

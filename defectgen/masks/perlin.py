@@ -10,7 +10,8 @@ Here the whole batch is one vectorised evaluation on the images' device: every s
 ``(G, G)`` grid of gradient angles (``G = 2^max_exp + 1``, drawn from the generator, tiny) and uses the
 part its own scale needs. The noise is evaluated on a canvas large enough for the image rotated by any
 angle (the lattice repeats with period ``scale + 1`` beyond the image) and rotated bilinearly as DRAEM
-rotates its noise image, so rotated masks reach the corners that DRAEM's rotation leaves empty.
+rotates its noise image, so rotated masks reach the corners that DRAEM's rotation leaves empty
+(``fill_corners=False`` leaves them empty, as DRAEM does).
 Unrotated, the noise is DRAEM's ``rand_perlin_2d_np`` value for value (tests compare them).
 """
 from __future__ import annotations
@@ -40,6 +41,10 @@ class PerlinMask(RegionMask):
         threshold: noise level above which a pixel is in the mask. The noise spans [-1, 1] (DRAEM's
             scaling); DRAEM: 0.5. Higher gives fewer, smaller blobs.
         angle_deg_range: rotation of the noise pattern, uniform. DRAEM: (-90, 90).
+        fill_corners: True rotates the pattern cut from a larger canvas, so blobs can reach every pixel. False
+            rotates the image-sized noise with zeros outside it, as DRAEM's ``iaa.Affine(rotate=...)`` (and
+            anomalib's ``RandomAffine(fill=0)``) does: the corners the rotation uncovers get no noise, so no
+            blob (the ``draem`` preset).
 
     Sampled params: ``perlin_scale`` ``(B, 2)`` int64 (lattice cells along rows, columns), ``angle_deg``
     ``(B,)`` and ``gradient_angle`` ``(B, G, G)`` radians, ``G = 2^hi + 1``.
@@ -48,8 +53,11 @@ class PerlinMask(RegionMask):
     instances = "components"
 
     def __init__(self, scale_exp_range: Tuple[int, int] = (0, 5), threshold: float = 0.5,
-                 angle_deg_range: Tuple[float, float] = (-90.0, 90.0)):
+                 angle_deg_range: Tuple[float, float] = (-90.0, 90.0), fill_corners: bool = True):
         lo, hi = check_range(scale_exp_range, "scale_exp_range", 0, MAX_SCALE_EXP)
+        if not isinstance(fill_corners, bool):
+            raise TypeError(f"fill_corners must be True or False, got {fill_corners!r}")
+        self.fill_corners = fill_corners
         if lo != int(lo) or hi != int(hi):
             raise ValueError(f"scale_exp_range must hold integer exponents (scale = 2^k), got {tuple(scale_exp_range)}")
         self.scale_exp_range = (int(lo), int(hi))
@@ -74,7 +82,8 @@ class PerlinMask(RegionMask):
 
     def draw(self, params, height, width, device) -> torch.Tensor:
         noise = perlin_noise(params["perlin_scale"].to(device), params["angle_deg"].to(device),
-                             params["gradient_angle"].to(device), height, width)
+                             params["gradient_angle"].to(device), height, width,
+                             zero_outside=not self.fill_corners)
         return (noise > self.threshold).unsqueeze(1).float()
 
 
@@ -84,7 +93,7 @@ def _fade(t: torch.Tensor) -> torch.Tensor:
 
 
 def perlin_noise(scale: torch.Tensor, angle_deg: torch.Tensor, gradient_angle: torch.Tensor, height: int,
-                 width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                 width: int, dtype: torch.dtype = torch.float32, zero_outside: bool = False) -> torch.Tensor:
     """``(B, H, W)`` Perlin noise in [-1, 1], one lattice per sample, rotated, for the whole batch at once.
 
     ``scale`` ``(B, 2)``: lattice cells along rows and columns; unrotated, pixel ``(i, j)`` sits at lattice
@@ -94,7 +103,8 @@ def perlin_noise(scale: torch.Tensor, angle_deg: torch.Tensor, gradient_angle: t
     beyond them. The gradient's cosine weighs the row offset and its sine the column offset, as in DRAEM's
     ``rand_perlin_2d_np``. The pattern is then rotated by ``angle_deg`` ``(B,)`` about the image centre with
     bilinear interpolation, as DRAEM rotates its noise image, but from a canvas large enough for any angle,
-    so no corner is left without noise.
+    so no corner is left without noise. ``zero_outside=True`` sets the canvas to 0 outside the image first: the
+    image-sized noise rotated with zeros around it (bilinear at its edge), as DRAEM's rotation leaves it.
 
     How: unrotated, the noise is separable into sums of (row weight) x (lattice value) x (column weight):
     with fade weights ``a_d(i)`` (rows) and ``b_e(j)`` (columns) of the corners ``d, e`` in {0, 1} of the
@@ -121,6 +131,10 @@ def perlin_noise(scale: torch.Tensor, angle_deg: torch.Tensor, gradient_angle: t
     lattice[:, :g, g:] = angles.cos() * math.sqrt(2.0)
     lattice[:, g:, :g] = angles.sin() * math.sqrt(2.0)
     canvas = torch.bmm(rows, torch.bmm(lattice, cols.transpose(1, 2)))  # (B, canvas_h, canvas_w)
+    if zero_outside:
+        inside = torch.zeros(canvas_h, canvas_w, dtype=torch.bool, device=device)
+        inside[margin_y:margin_y + height, margin_x:margin_x + width] = True
+        canvas = canvas * inside
 
     theta = torch.deg2rad(angle_deg.to(device=device, dtype=dtype))
     cos, sin = theta.cos(), theta.sin()

@@ -40,19 +40,22 @@ def draem(textures: Optional[TextureBank] = None, p: float = 0.5, label: int = 1
     ``randAugmenter``:
 
     - where: Perlin noise with ``2^k`` lattice cells per axis, ``k = torch.randint(0, 6)`` independently per
-      axis (0..5), rotated by ``iaa.Affine(rotate=(-90, 90))``, thresholded at 0.5 (:class:`PerlinMask`);
+      axis (0..5), rotated by ``iaa.Affine(rotate=(-90, 90))`` with zeros where the rotated noise image does
+      not reach (so no blob in those corners), thresholded at 0.5 (:class:`PerlinMask` with
+      ``fill_corners=False``);
     - what: a DTD texture resized to the image, passed through 3 distinct augmenters of DRAEM's 10, drawn
       without replacement and run in the order drawn (:class:`DraemAugment` with ``random_order=True``);
     - how: ``beta = torch.rand(1) * 0.8``, ``beta * image + (1 - beta) * texture`` inside the mask, i.e.
-      ``opacity = 1 - beta`` uniform on (0.2, 1] (:class:`Opacity`);
+      ``opacity = 1 - beta`` uniform on (0.2, 1] (:class:`Opacity`). The paper states the texture's weight
+      uniform on [0.1, 1.0], and anomalib's generator draws that (``Draem(beta=(0.1, 1.0))``); the preset keeps
+      the code's interval: set ``op.blend = Opacity(opacity_range=(0.1, 1.0))`` for the paper's / anomalib's;
     - who: ``no_anomaly = torch.rand(1)``; ``no_anomaly > 0.5`` returns the image unchanged, so half the
       samples are normal: ``p=0.5``. An empty mask is labelled normal, as DRAEM's ``has_anomaly`` is.
 
-    Differences from the reference code: the Perlin pattern is rotated from a larger canvas, so it reaches the
-    corners DRAEM's rotated noise image leaves empty (see :class:`~defectgen.masks.PerlinMask`); the
-    augmentations work on float values (see :class:`~defectgen.sources.DraemAugment`); folder textures are
-    read at 256 px and then resized to the batch. DRAEM also rotates 30 % of its normal images by up to
-    90 degrees before anything else; that is data augmentation, left to the training pipeline.
+    Differences from the reference code: the augmentations work on float values (see
+    :class:`~defectgen.sources.DraemAugment`); folder textures are read at 256 px and then resized to the batch.
+    DRAEM also rotates 30 % of its normal images by up to 90 degrees before anything else; that is data
+    augmentation, left to the training pipeline.
 
     Args:
         textures: a folder of texture images (DRAEM: DTD's ``images``) or a ``(N, C, H, W)`` tensor bank. None
@@ -64,7 +67,8 @@ def draem(textures: Optional[TextureBank] = None, p: float = 0.5, label: int = 1
         foreground: where defects may land (None in DRAEM; see :class:`~defectgen.DefectOp`).
     """
     fill = _texture_or_shuffle(textures)
-    return RegionDefect(mask=PerlinMask(scale_exp_range=(0, 5), threshold=0.5, angle_deg_range=(-90.0, 90.0)),
+    return RegionDefect(mask=PerlinMask(scale_exp_range=(0, 5), threshold=0.5, angle_deg_range=(-90.0, 90.0),
+                                        fill_corners=False),
                         source=DraemAugment(fill, count=3, random_order=True),
                         blend=Opacity(opacity_range=(0.2, 1.0)), p=p, label=label, seed=seed, foreground=foreground)
 
