@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDY_RECIPES = sorted(set((ROOT / "recipes").glob("ablation_*.yaml")) | set((ROOT / "recipes").glob("fewshot_*.yaml")))
 # diffusion recipes name a model folder the user trains first: tests/test_diffusion.py runs them with a tiny one
 MODEL_RECIPES = sorted((ROOT / "recipes").glob("diffusion_*.yaml"))
-OPERATOR_RECIPES = sorted(set((ROOT / "recipes").glob("*.yaml")) - set(STUDY_RECIPES) - set(MODEL_RECIPES))
+# method-comparison studies start from a pretrained backbone file: tests/test_recipe_methods.py loads them
+METHOD_RECIPES = sorted((ROOT / "recipes").glob("methods_*.yaml"))
+OPERATOR_RECIPES = sorted(set((ROOT / "recipes").glob("*.yaml")) - set(STUDY_RECIPES) - set(MODEL_RECIPES)
+                          - set(METHOD_RECIPES))
 
 
 @pytest.mark.parametrize("path", OPERATOR_RECIPES, ids=lambda p: p.name)
