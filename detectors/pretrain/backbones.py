@@ -71,4 +71,35 @@ def save_backbone(trunk: Trunk, path: Union[str, Path]) -> Path:
     return save_state(trunk.backbone_state(), path)
 
 
-__all__ = ["BACKBONES", "Trunk", "build_trunk", "save_backbone", "load_backbone", "check_backbone_name"]
+@torch.no_grad()
+def recalibrate_batch_norm(trunk: nn.Module, images: torch.Tensor, batch_size: int = 64) -> int:
+    """Recompute every batch norm's running mean and variance over ``images`` (the clean OK images, uint8 or
+    float in [0, 1]) with the trained weights; returns how many images were used.
+
+    Why: the running statistics are an exponential average over training steps (momentum 0.1 for ResNets, 0.01
+    for MobileNet-v3), so after a short run they still sit near their initial 0 / 1 while the weights have moved
+    far (25 MobileNet steps update them by 22 %), and they were taken on augmented views. A detector that freezes
+    batch norm with a loaded backbone (Faster R-CNN's pretrained layout) would normalise every layer with them. So
+    the saved backbone gets statistics that match its weights: a cumulative average of the batch statistics over
+    every image (``momentum=None``), the "precise BN" of detection codebases.
+    """
+    norms = [m for m in trunk.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(images) == 0:
+        return 0
+    momenta, training = [m.momentum for m in norms], trunk.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    trunk.train()
+    try:
+        for chunk in images.split(batch_size):
+            trunk(chunk.float() / 255 if chunk.dtype == torch.uint8 else chunk.float())
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        trunk.train(training)
+    return len(images)
+
+
+__all__ = ["BACKBONES", "Trunk", "build_trunk", "save_backbone", "load_backbone", "check_backbone_name",
+           "recalibrate_batch_norm"]

@@ -29,7 +29,7 @@ from defectgen.run_folder import differing_keys, name_keys, write_record
 from defectgen.training import TrainingLoop, cosine_schedule
 
 from ..data import load_normal_images
-from .backbones import build_trunk, check_backbone_name, save_backbone
+from .backbones import build_trunk, check_backbone_name, recalibrate_batch_norm, save_backbone
 from .defect_aware import HardNegatives, PretextTask, check_negatives_method
 from .methods import Negatives, check_method_name, create_method, output_std
 from .report import write_report
@@ -182,10 +182,11 @@ def pretrain(ok: Union[str, Path, torch.Tensor], method: str = "simsiam", backbo
     loop.run(steps, step)
     seconds = time.perf_counter() - started
 
+    recalibrated = recalibrate_batch_norm(trunk, images, batch_size)  # statistics that match the saved weights
     save_backbone(trunk, out / BACKBONE)
     record = {"settings": settings, "history": loop.history, "images_seen": steps * batch_size,
               "views_seen": 2 * steps * batch_size, "feature_width": trunk.width,
-              "healthy_output_std": 1 / math.sqrt(heads.output_dim),
+              "healthy_output_std": 1 / math.sqrt(heads.output_dim), "batch_norm_recalibrated_on": recalibrated,
               "seconds_this_run": round(seconds, 3), "backbone": BACKBONE}
     write_record(out / RECORD, record, indent=1)
     write_report(out, record)
