@@ -7,10 +7,14 @@ probe, Faster R-CNN on DeepPCB.
     python benchmarks/bench_pretrain.py --merge s1.json s2.json --json docs/results/pretrain_bottle_cpu.json
     python benchmarks/bench_pretrain.py --budget gpu --device cuda
 
-**Equal total compute, counted in steps.** An SSL-initialised run pretrains its backbone for P steps (``--batch-size``
-OK images, two views each) and then trains the detector for S steps; the random-init run of the same row trains
-the detector for P + S steps. Steps are counted, not FLOPs: an SSL step and a detector step cost different
-seconds, so every row also gives its seconds (pretraining + training).
+**Equal training cost, counted in images seen** (images through the trained network, each view and each defective
+copy counted). The random-init detector trains S + R steps; an SSL-initialised one trains S steps from a backbone
+pretrained on the images of the R steps it gives up (``--pretrain-share`` R): P = R x (detector images per step) /
+(SSL images per step), rounded down. A CutPaste 3way step forwards 3 x batch images (the normals and two defective
+copies of each), a Faster R-CNN step its batch; an SSL step forwards 2 x batch views, plus a batch of hard
+negatives (``negatives``: 3 x batch) or plus the pretext head's normals and one defective copy per operator
+(``pretext``, two operators: 5 x batch). The momentum encoders of BYOL and MoCo (no gradient) are not counted:
+their cost is in the seconds each row gives (pretraining + training).
 
 Parts (``--parts``):
 
@@ -26,20 +30,26 @@ Parts (``--parts``):
   (``choose_real``), on ``recipes/pcb_defects.yaml`` painted on the training templates, and on both, from random
   init vs a ``mobilenet_v3_large`` pretrained on the training templates (DeepPCB's OK images) only; class-agnostic
   mAP@50 on the 100 test pairs (the split and the data of ``bench_object.py``). The most expensive part: its CPU
-  budget is small: one seed, 100 detector steps of 4 images at 320 px (``bench_object.py``'s CPU budget trains
-  225), about 55 min on one core.
+  budget is small: one seed, 200 detector steps of 4 images at 320 px from random init against 25 pretraining
+  steps of 8 templates and 100 detector steps (``bench_object.py``'s CPU budget trains 225), about an hour on one
+  core. Its runs go data set by data set (``synth_pcb+real20`` first), so a stopped run has whole rows.
 
-Views (``--views``): ``plain`` (the method alone), ``negatives`` (hard negatives made with ``cutpaste`` and
-``scar``; SimCLR and MoCo only, skipped for the others), ``pretext`` (an auxiliary pretext head on ``cutpaste``
-and ``scar``; any method). See docs/pretrain.md.
+Views (``--views``, or ``--ssl METHOD/VIEW ...`` for a list of backbones): ``plain`` (the method alone),
+``negatives`` (hard negatives made with ``cutpaste`` and ``scar``; SimCLR and MoCo only, skipped for the others),
+``pretext`` (an auxiliary pretext head on ``cutpaste`` and ``scar``; any method). See docs/pretrain.md.
 
 Budgets (every value has its flag):
 
-- ``cpu``: bottle at 128 px, P = 50 pretraining steps + S = 50 CutPaste steps of 32 images (the random-init row
-  trains 100: ``bench_cutpaste.py``'s CPU budget), seeds 0 1 2; DeepPCB at 320 px, P = 50 steps of 32 templates
-  at 224 px, S = 100 steps of 4 images, seed 0.
-- ``gpu``: bottle at 256 px, P = 1000 + S = 1672 steps (the paper's 256 epochs), seeds 0-4; DeepPCB at 640 px,
-  P = 2000 steps of 64 templates at 320 px, S = 900 steps of 8 images, seeds 0 1 2.
+- ``cpu``: bottle at 128 px, R = 50 + S = 50 CutPaste steps of 32 images (the random-init row trains 100:
+  ``bench_cutpaste.py``'s CPU budget; 9,600 images), so P = 75 plain, 50 with hard negatives, 30 with the
+  pretext head, seeds 0 1 2; DeepPCB at 320 px, R = 100 + S = 100 steps of 4 images, pretraining on 8 templates
+  per step at 224 px (P = 25 plain), seed 0.
+- ``gpu``: bottle at 256 px, R = 1000 + S = 1672 steps (the paper's 256 epochs), seeds 0-4; DeepPCB at 640 px,
+  R = 900 + S = 900 steps of 8 images, pretraining on 32 templates per step at 320 px (P = 112 plain), seeds
+  0 1 2.
+
+``--reuse RAW`` takes the runs of an earlier raw file that did exactly what a planned run would do (the same id,
+steps and settings) instead of running them again, and records where they came from.
 
 Backbones go to ``--work`` (reused when their folder already holds one of the same settings). ``--json PATH``
 writes the raw results file (``benchmarks/raw_results.py``) after every finished run; ``--resume`` continues it,
@@ -73,18 +83,20 @@ VIEWS = ("plain", "negatives", "pretext")
 DEFECT_OPS = ["cutpaste", "scar"]  # the defect-aware views' operators (hard negatives, pretext head)
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 PROBE_METRICS = ("knn_accuracy", "probe_accuracy", "probe_auroc")
-PCB_DATA = ("real20", "synth_pcb", "synth_pcb+real20")  # bench_object.py's runs of the same names
+PCB_DATA = ("synth_pcb+real20", "real20", "synth_pcb")  # bench_object.py's runs of the same names; the target's first
 RANDOM = "random"
 BUDGETS: Dict[str, Dict[str, Any]] = {
-    "cpu": {"image_size": 128, "pretrain_steps": 50, "steps": 50, "batch_size": 32, "seeds": [0, 1, 2],
-            "rcnn_image_size": 320, "rcnn_pretrain_size": 224, "rcnn_pretrain_steps": 50, "rcnn_steps": 100,
-            "rcnn_batch_size": 4, "rcnn_pretrain_batch": 32, "rcnn_seeds": [0]},
-    "gpu": {"image_size": 256, "pretrain_steps": 1000, "steps": 1672, "batch_size": 32, "seeds": [0, 1, 2, 3, 4],
-            "rcnn_image_size": 640, "rcnn_pretrain_size": 320, "rcnn_pretrain_steps": 2000, "rcnn_steps": 900,
-            "rcnn_batch_size": 8, "rcnn_pretrain_batch": 64, "rcnn_seeds": [0, 1, 2]},
+    "cpu": {"image_size": 128, "pretrain_share": 50, "steps": 50, "batch_size": 32, "seeds": [0, 1, 2],
+            "rcnn_image_size": 320, "rcnn_pretrain_size": 224, "rcnn_pretrain_share": 100, "rcnn_steps": 100,
+            "rcnn_batch_size": 4, "rcnn_pretrain_batch": 8, "rcnn_seeds": [0], "rcnn_ssl_trainable_layers": 6},
+    "gpu": {"image_size": 256, "pretrain_share": 1000, "steps": 1672, "batch_size": 32, "seeds": [0, 1, 2, 3, 4],
+            "rcnn_image_size": 640, "rcnn_pretrain_size": 320, "rcnn_pretrain_share": 900, "rcnn_steps": 900,
+            "rcnn_batch_size": 8, "rcnn_pretrain_batch": 32, "rcnn_seeds": [0, 1, 2], "rcnn_ssl_trainable_layers": 6},
 }
-RULE = ("equal total compute, counted in steps: an SSL run pretrains P steps then trains S; the random-init run "
-        "trains P + S (steps, not FLOPs: the seconds are in each row)")
+RULE = ("equal training cost, counted in images seen: the random-init detector trains S + R steps; an SSL one "
+        "pretrains on the images of the R steps it gives up, then trains S (the seconds are in each row)")
+CUTPASTE_IMAGES = 3  # images a CutPaste 3way step forwards per batch image: the normal and two defective copies
+SSL_IMAGES = {"plain": 2, "negatives": 3, "pretext": 2 + 1 + len(DEFECT_OPS)}  # per batch image, by view
 PROBE_NOTE = ("probe: a diagnostic on bottle's TEST images (defect-free vs real defects, frozen features, "
               "cross-validated); nothing may be chosen by it")
 
@@ -112,12 +124,20 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--pcb", type=Path, default=DEFAULT_PCB, help="DeepPCB folder (fasterrcnn)")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     p.add_argument("--seeds", nargs="+", type=int, help="cutpaste / probe seeds (default: the budget's)")
-    p.add_argument("--pretrain-steps", type=int, help="P, cutpaste / probe (default: the budget's)")
+    p.add_argument("--ssl", nargs="+", metavar="METHOD/VIEW",
+                   help="the SSL backbones of the cutpaste / probe parts (default: every --methods x --views)")
+    p.add_argument("--pretrain-share", type=int,
+                   help="R, cutpaste / probe: the CutPaste steps whose images an SSL run spends on pretraining "
+                        "(default: the budget's)")
     p.add_argument("--steps", type=int, help="S, CutPaste training steps after pretraining (default: the budget's)")
     p.add_argument("--image-size", type=int, help="cutpaste / probe image side (default: the budget's)")
     p.add_argument("--batch-size", type=int, help="OK images per pretraining and CutPaste step (default: budget's)")
     p.add_argument("--rcnn-seeds", nargs="+", type=int, help="fasterrcnn seeds (default: the budget's)")
-    p.add_argument("--rcnn-pretrain-steps", type=int, help="P of the fasterrcnn part (default: the budget's)")
+    p.add_argument("--rcnn-pretrain-share", type=int,
+                   help="R of the fasterrcnn part, in detector steps (default: the budget's)")
+    p.add_argument("--rcnn-pretrain-batch", type=int, help="templates per pretraining step (default: the budget's)")
+    p.add_argument("--rcnn-ssl-trainable-layers", type=int,
+                   help="backbone blocks an SSL-initialised Faster R-CNN trains (default: the budget's, all 6)")
     p.add_argument("--rcnn-steps", type=int, help="S of the fasterrcnn part, detector steps (default: budget's)")
     p.add_argument("--rcnn-image-size", type=int, help="Faster R-CNN image side (default: the budget's)")
     p.add_argument("--rcnn-pretrain-size", type=int, help="template side when pretraining (default: budget's)")
@@ -129,6 +149,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="where backbones go (default: runs/bench_pretrain/<budget>)")
     p.add_argument("--json", type=Path, help="the raw results file, rewritten after every finished run")
     p.add_argument("--resume", action="store_true", help="continue --json's file, skipping the runs it holds")
+    p.add_argument("--reuse", nargs="+", type=Path, metavar="RAW",
+                   help="take the runs of these earlier raw files that did exactly what a planned run does")
     p.add_argument("--shard", help="k/N: run the k-th of N balanced shares of the runs (N processes)")
     p.add_argument("--merge", nargs="+", type=Path, metavar="RAW", help="join these raw files into --json; no run")
     return p.parse_args(argv)
@@ -142,11 +164,12 @@ def error(message: str) -> None:
 # -- what to run ----------------------------------------------------------------------------------------------------
 def settings(args: argparse.Namespace) -> Dict[str, Any]:
     budget = dict(BUDGETS[args.budget])
-    for key in ("seeds", "pretrain_steps", "steps", "image_size", "batch_size", "rcnn_seeds", "rcnn_pretrain_steps",
-                "rcnn_steps", "rcnn_image_size", "rcnn_pretrain_size"):
+    for key in ("seeds", "pretrain_share", "steps", "image_size", "batch_size", "rcnn_seeds", "rcnn_pretrain_share",
+                "rcnn_pretrain_batch", "rcnn_steps", "rcnn_image_size", "rcnn_pretrain_size",
+                "rcnn_ssl_trainable_layers"):
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
-    for key in ("pretrain_steps", "steps", "rcnn_pretrain_steps", "rcnn_steps"):
+    for key in ("pretrain_share", "steps", "rcnn_pretrain_share", "rcnn_pretrain_batch", "rcnn_steps"):
         if budget[key] < 1:
             error(f"--{key.replace('_', '-')} must be >= 1, got {budget[key]}")
     from defectgen.checks import resolve_device
@@ -156,20 +179,54 @@ def settings(args: argparse.Namespace) -> Dict[str, Any]:
     return budget
 
 
-def ssl_configs(methods: Sequence[str], views: Sequence[str]) -> List[str]:
-    """``method/view`` of every SSL backbone; hard negatives only for the contrastive methods."""
-    return [f"{m}/{v}" for m in methods for v in views if v != "negatives" or m in CONTRASTIVE]
-
-
-def rcnn_configs(args: argparse.Namespace) -> List[str]:
-    configs = args.rcnn_ssl or [f"{args.methods[0]}/plain"]
+def checked_configs(configs: Sequence[str], flag: str) -> List[str]:
     for config in configs:
         method, _, view = config.partition("/")
         if method not in METHODS or view not in VIEWS:
-            error(f"--rcnn-ssl {config!r}: expected METHOD/VIEW with METHOD in {list(METHODS)}, VIEW in {list(VIEWS)}")
+            error(f"{flag} {config!r}: expected METHOD/VIEW with METHOD in {list(METHODS)}, VIEW in {list(VIEWS)}")
         if view == "negatives" and method not in CONTRASTIVE:
-            error(f"--rcnn-ssl {config!r}: hard negatives apply only to {', '.join(CONTRASTIVE)}")
-    return configs
+            error(f"{flag} {config!r}: hard negatives apply only to {', '.join(CONTRASTIVE)}")
+    return list(dict.fromkeys(configs))
+
+
+def ssl_configs(args: argparse.Namespace) -> List[str]:
+    """``method/view`` of every bottle SSL backbone (``--ssl``, else ``--methods`` x ``--views``; hard negatives only
+    for the contrastive methods)."""
+    if args.ssl:
+        return checked_configs(args.ssl, "--ssl")
+    return [f"{m}/{v}" for m in args.methods for v in args.views if v != "negatives" or m in CONTRASTIVE]
+
+
+def rcnn_configs(args: argparse.Namespace) -> List[str]:
+    return checked_configs(args.rcnn_ssl or [f"{args.methods[0]}/plain"], "--rcnn-ssl")
+
+
+def pretrain_steps(init: str, share: int, detector_images: int, batch: int) -> int:
+    """P: the SSL steps whose images equal those of ``share`` detector steps of ``detector_images`` images each (0
+    for random init)."""
+    if init == RANDOM:
+        return 0
+    images = SSL_IMAGES[init.split("/")[1]] * batch
+    steps = share * detector_images // images
+    if steps < 1:
+        error(f"{init}: a pretraining share of {share} detector steps ({share * detector_images} images) is less than "
+              f"one SSL step ({images} images): raise the share or lower the pretraining batch")
+    return steps
+
+
+def bottle_steps(init: str, s: Dict[str, Any]) -> Tuple[int, int]:
+    """``(P, detector steps)`` of a bottle run."""
+    if init == RANDOM:
+        return 0, s["steps"] + s["pretrain_share"]
+    return pretrain_steps(init, s["pretrain_share"], CUTPASTE_IMAGES * s["batch_size"], s["batch_size"]), s["steps"]
+
+
+def pcb_steps(init: str, s: Dict[str, Any]) -> Tuple[int, int]:
+    """``(P, detector steps)`` of a DeepPCB run."""
+    if init == RANDOM:
+        return 0, s["rcnn_steps"] + s["rcnn_pretrain_share"]
+    return (pretrain_steps(init, s["rcnn_pretrain_share"], s["rcnn_batch_size"], s["rcnn_pretrain_batch"]),
+            s["rcnn_steps"])
 
 
 def label(init: str) -> str:
@@ -196,10 +253,9 @@ def plan(args: argparse.Namespace, s: Dict[str, Any]) -> List[Dict[str, Any]]:
     if bottle:
         pixels = (s["image_size"] / 128) ** 2
         for seed in s["seeds"]:
-            for init in [RANDOM] + ssl_configs(args.methods, args.views):
-                steps = s["steps"] + (s["pretrain_steps"] if init == RANDOM else 0)
-                cost = 0.0 if init == RANDOM else ssl_seconds(init, s["image_size"], s["batch_size"],
-                                                              s["pretrain_steps"])
+            for init in [RANDOM] + ssl_configs(args):
+                ssl_steps, steps = bottle_steps(init, s)
+                cost = 0.0 if init == RANDOM else ssl_seconds(init, s["image_size"], s["batch_size"], ssl_steps)
                 runs = []
                 if "cutpaste" in bottle:
                     runs.append(f"cutpaste|{init}|seed{seed}")
@@ -212,9 +268,9 @@ def plan(args: argparse.Namespace, s: Dict[str, Any]) -> List[Dict[str, Any]]:
         pixels = (s["rcnn_image_size"] / 320) ** 2 * s["rcnn_batch_size"] / 4
         for seed in s["rcnn_seeds"]:
             for init in [RANDOM] + rcnn_configs(args):
-                steps = s["rcnn_steps"] + (s["rcnn_pretrain_steps"] if init == RANDOM else 0)
+                ssl_steps, steps = pcb_steps(init, s)
                 cost = 0.0 if init == RANDOM else ssl_seconds(init, s["rcnn_pretrain_size"], s["rcnn_pretrain_batch"],
-                                                              s["rcnn_pretrain_steps"], mobilenet=True)
+                                                              ssl_steps, mobilenet=True)
                 cost += len(PCB_DATA) * (RCNN_STEP_320 * pixels * steps + RCNN_EVAL_320)
                 groups.append({"id": f"pcb|{init}|seed{seed}", "seconds": cost,
                                "runs": [f"fasterrcnn|{data}|{init}|seed{seed}" for data in PCB_DATA]})
@@ -240,6 +296,48 @@ def shard(groups: List[Dict[str, Any]], spec: Optional[str]) -> Tuple[List[Dict[
             mine.append(group)
     order = {g["id"]: i for i, g in enumerate(groups)}
     return sorted(mine, key=lambda g: order[g["id"]]), loads
+
+
+# -- runs of earlier files ------------------------------------------------------------------------------------------
+BOTTLE_KEYS = ("image_size", "batch_size", "data", "limit", "device", "defect_ops")
+PCB_KEYS = ("rcnn_image_size", "rcnn_pretrain_size", "rcnn_batch_size", "rcnn_pretrain_batch", "pcb", "limit",
+            "device", "defect_ops")
+PCB_SSL_KEYS = ("rcnn_ssl_trainable_layers",)  # how an SSL-initialised Faster R-CNN trains (random init: unused)
+
+
+def reusable(paths: Sequence[Path], s: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
+    """The runs of earlier raw files that did exactly what this run's plan does (same id, the settings that shape a
+    run, the same pretraining and detector steps), each marked with its file, and their pretraining summaries."""
+    found: Dict[str, Dict[str, Any]] = {}
+    pretrained: Dict[str, Any] = {}
+    for path in paths:
+        try:
+            raw = read_raw(path)
+        except (OSError, ValueError) as exc:
+            error(f"--reuse {path}: {exc}")
+        if raw["benchmark"] != BENCHMARK:
+            error(f"--reuse {path}: a {raw['benchmark']} file, not {BENCHMARK}")
+        old = raw["results"]["settings"]
+        for run in raw["results"]["runs"]:
+            pcb = run["part"] == "fasterrcnn"
+            keys = (PCB_KEYS + (PCB_SSL_KEYS if run["init"] != RANDOM else ())) if pcb else BOTTLE_KEYS
+            if run["id"] in found or any(old.get(k) != s[k] for k in keys):
+                continue
+            ssl_steps, steps = (pcb_steps if pcb else bottle_steps)(run["init"], s)
+            if run["pretrain_steps"] != ssl_steps or run.get("train_steps", steps) != steps:
+                continue
+            batch, pre_batch = (s["rcnn_batch_size"], s["rcnn_pretrain_batch"]) if pcb else \
+                (CUTPASTE_IMAGES * s["batch_size"], s["batch_size"])
+            view = run["init"].split("/")[-1]
+            run = {**run, "reused_from": str(path)}
+            if run["part"] != "probe":
+                run["images_seen"] = {"pretrain": ssl_steps * SSL_IMAGES.get(view, 0) * pre_batch,
+                                      "train": steps * batch}
+            found[run["id"]] = run
+            key = f"{'pcb' if pcb else 'bottle'}|{run['init']}|seed{run['seed']}"
+            if key in raw["results"].get("pretrained", {}):
+                pretrained[key] = raw["results"]["pretrained"][key]
+    return found, pretrained
 
 
 # -- the runs -------------------------------------------------------------------------------------------------------
@@ -295,7 +393,7 @@ class Runner:
         if init == RANDOM:
             return None
         s = self.s
-        return self.backbone(init, seed, self.bottle_ok(), "resnet18", s["image_size"], s["pretrain_steps"],
+        return self.backbone(init, seed, self.bottle_ok(), "resnet18", s["image_size"], bottle_steps(init, s)[0],
                              s["batch_size"], "bottle")
 
     # parts
@@ -305,14 +403,16 @@ class Runner:
 
         s = self.s
         weights = self.bottle_backbone(init, seed)
-        steps = s["steps"] + (s["pretrain_steps"] if init == RANDOM else 0)
+        ssl_steps, steps = bottle_steps(init, s)
         detector = CutPasteDetector(pretext="3way", image_size=s["image_size"], batch_size=s["batch_size"],
                                     seed=seed, weights=weights)
         start = time.perf_counter()
         detector.fit(self.bottle_ok(), steps=steps, device=s["device"], progress=False)
         train_s = time.perf_counter() - start
         report = evaluate_detector(detector, self.args.data, pixel=True)
-        return {"train_steps": steps, "pretrain_steps": 0 if init == RANDOM else s["pretrain_steps"],
+        return {"train_steps": steps, "pretrain_steps": ssl_steps,
+                "images_seen": {"pretrain": ssl_steps * SSL_IMAGES.get(init.split("/")[-1], 0) * s["batch_size"],
+                                "train": steps * CUTPASTE_IMAGES * s["batch_size"]},
                 "train_s": round(train_s, 1), "eval_s": report["seconds"], "start": detector.start,
                 "overall": report["overall"], "per_defect": report.get("per_defect", {})}
 
@@ -329,7 +429,7 @@ class Runner:
         start = time.perf_counter()
         embedder = backbone_embedder("resnet18", weights, seed)
         report, _ = embedding_report([good, real], embedder, device=self.s["device"], seed=seed)
-        return {"pretrain_steps": 0 if init == RANDOM else self.s["pretrain_steps"],
+        return {"pretrain_steps": bottle_steps(init, self.s)[0],
                 "backbone": embedder.description, "seconds": round(time.perf_counter() - start, 1),
                 "groups": report["groups"], "separability": report["separability"]}
 
@@ -364,17 +464,24 @@ class Runner:
                 return chosen[:s["limit"]] if s["limit"] else chosen
             ok = self.cached("pcb_templates", templates)
             weights = self.backbone(init, seed, ok, "mobilenet_v3_large", s["rcnn_pretrain_size"],
-                                    s["rcnn_pretrain_steps"], s["rcnn_pretrain_batch"], "pcb")
-        steps = s["rcnn_steps"] + (s["rcnn_pretrain_steps"] if init == RANDOM else 0)
+                                    pcb_steps(init, s)[0], s["rcnn_pretrain_batch"], "pcb")
+        ssl_steps, steps = pcb_steps(init, s)
         source = bench.source(data, seed, s["device"])
+        # every backbone block trains, as from random init: the pretrained layout's default (3 of 6) freezes the
+        # first blocks, which suits ImageNet weights, not a backbone of a few SSL steps
+        layers = None if weights is None else s["rcnn_ssl_trainable_layers"]
         detector = create_detector("fasterrcnn", class_names=list(source.class_names), image_size=bench.size,
-                                   batch_size=s["rcnn_batch_size"], seed=seed, weights_backbone=weights)
+                                   batch_size=s["rcnn_batch_size"], seed=seed, weights_backbone=weights,
+                                   trainable_backbone_layers=layers)
         start = time.perf_counter()
         detector.fit(source, images_seen=steps * s["rcnn_batch_size"], device=s["device"], progress=False)
         train_s = time.perf_counter() - start
         report = evaluate_labelled(detector, bench.real_test, agnostic=True)
-        return {"train_steps": detector.steps_trained,
-                "pretrain_steps": 0 if init == RANDOM else s["rcnn_pretrain_steps"], "train_s": round(train_s, 1),
+        return {"train_steps": detector.steps_trained, "pretrain_steps": ssl_steps,
+                "images_seen": {"pretrain": ssl_steps * SSL_IMAGES.get(init.split("/")[-1], 0)
+                                * s["rcnn_pretrain_batch"], "train": steps * s["rcnn_batch_size"]},
+                "trainable_backbone_layers": layers,
+                "train_s": round(train_s, 1),
                 "start": detector.start, "images_per_epoch": len(source),
                 "report": report}
 
@@ -429,15 +536,21 @@ def _seconds(mine: List[Dict[str, Any]], key: str) -> str:
     return f"{statistics.fmean(pre):.0f} + {own:.0f}" if pre else f"{own:.0f}"
 
 
+def _images(run: Dict[str, Any]) -> str:
+    seen = run.get("images_seen")
+    return "-" if seen is None else f"{seen['pretrain']:,} + {seen['train']:,}"
+
+
 def cutpaste_table(runs: List[Dict[str, Any]]) -> str:
     body = []
     for init in _inits(runs):
         mine = sorted((r for r in runs if r["init"] == init), key=lambda r: r["seed"])
         cells = [_mean_std([r["overall"][k] for r in mine if k in r["overall"]]) for k in METRICS]
         seeds = " / ".join(_pct(r["overall"].get("image_auroc")) for r in mine)
-        body.append([label(init), f"{mine[0]['pretrain_steps']} + {mine[0]['train_steps']}", *cells,
-                     f"{seeds} (seeds {', '.join(str(r['seed']) for r in mine)})", _seconds(mine, "train_s")])
-    return markdown_table(["backbone", "steps: pretrain + train", "image AUROC", "pixel AUROC", "AUPRO@0.3",
+        body.append([label(init), f"{mine[0]['pretrain_steps']} + {mine[0]['train_steps']}", _images(mine[0]),
+                     *cells, f"{seeds} (seeds {', '.join(str(r['seed']) for r in mine)})", _seconds(mine, "train_s")])
+    return markdown_table(["backbone", "steps: pretrain + train", "images seen: pretrain + train", "image AUROC",
+                           "pixel AUROC", "AUPRO@0.3",
                            "image AUROC per seed", "s per run: pretrain + train"], body)
 
 
@@ -464,10 +577,11 @@ def fasterrcnn_table(runs: List[Dict[str, Any]]) -> str:
             overall = [r["report"]["overall"] for r in mine]
             real = "20" if "real20" in data else "0"
             body.append([data, real, label(init), f"{mine[0]['pretrain_steps']} + {mine[0]['train_steps']}",
-                         _mean_std([o.get("map_50", 0.0) for o in overall]),
+                         _images(mine[0]), _mean_std([o.get("map_50", 0.0) for o in overall]),
                          _mean_std([o.get("map_50_95", 0.0) for o in overall]), str(len(mine)),
                          _seconds(mine, "train_s")])
-    return markdown_table(["training data", "real labels", "backbone", "steps: pretrain + train", "mAP@50",
+    return markdown_table(["training data", "real labels", "backbone", "steps: pretrain + train",
+                           "images seen: pretrain + train", "mAP@50",
                            "mAP@50:95", "seeds", "s per run: pretrain + train"], body)
 
 
@@ -578,7 +692,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         error(f"--pcb {args.pcb} is not a DeepPCB-style folder (templates/, images/, labels/)")
     if {"cutpaste", "probe"} & set(args.parts) and not (args.data / "train").is_dir():
         error(f"--data {args.data} is not an MVTec-layout category (train/good, test/, ground_truth/)")
-    groups, loads = shard(plan(args, s), args.shard)
+    reused, reused_pretrained = reusable(args.reuse or [], s)
+    if args.reuse:
+        s["reuse"] = [{"path": str(path), "command": read_raw(path)["command"]} for path in args.reuse]
+    groups = plan(args, s)
+    for group in groups:  # a group whose runs all come from --reuse costs nothing here
+        if all(r in reused for r in group["runs"]):
+            group["seconds"] = 0.0
+    groups, loads = shard(groups, args.shard)
     s["shard"] = args.shard
     command = command_line(__file__, argv)
     runs: List[Dict[str, Any]] = []
@@ -590,23 +711,37 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             error(f"--resume: {args.json} was made with other settings ({', '.join(changed)})")
         runs, pretrained = previous["results"]["runs"], previous["results"].get("pretrained", {})
         command = previous["command"]  # the same settings (checked above): still that command's runs
+    mine = [run for g in groups for run in g["runs"]]
+    for run_id in mine:
+        if run_id in reused and run_id not in {r["id"] for r in runs}:
+            runs.append(reused[run_id])
+            tag = "pcb" if reused[run_id]["part"] == "fasterrcnn" else "bottle"
+            key = f"{tag}|{reused[run_id]['init']}|seed{reused[run_id]['seed']}"
+            if key in reused_pretrained:
+                pretrained[key] = reused_pretrained[key]
     done = {r["id"] for r in runs}
-    todo = [run for g in groups for run in g["runs"] if run not in done]
+    # DeepPCB runs go data set by data set (PCB_DATA's order), so a stopped run leaves whole rows
+    todo = sorted((run for run in mine if run not in done),
+                  key=lambda r: (PARTS.index(r.split("|")[0]),
+                                 PCB_DATA.index(r.split("|")[1]) if r.startswith("fasterrcnn|") else 0))
     print(describe())
     print(f"bench_pretrain, budget {args.budget}: {RULE}.")
     if {"cutpaste", "probe"} & set(args.parts):
         print(f"  bottle ({', '.join(p for p in args.parts if p != 'fasterrcnn')}): {s['image_size']} px, "
-              f"P {s['pretrain_steps']} + S {s['steps']} steps x {s['batch_size']} images, seeds {s['seeds']}")
+              f"R {s['pretrain_share']} + S {s['steps']} CutPaste steps x {s['batch_size']} images, P "
+              + ", ".join(f"{i} {bottle_steps(i, s)[0]}" for i in ssl_configs(args)) + f", seeds {s['seeds']}")
     if "fasterrcnn" in args.parts:
-        print(f"  DeepPCB (fasterrcnn): {s['rcnn_image_size']} px, P {s['rcnn_pretrain_steps']} steps x "
-              f"{s['rcnn_pretrain_batch']} templates at {s['rcnn_pretrain_size']} px + S {s['rcnn_steps']} steps x "
-              f"{s['rcnn_batch_size']} images, seeds {s['rcnn_seeds']} "
+        print(f"  DeepPCB (fasterrcnn): {s['rcnn_image_size']} px, R {s['rcnn_pretrain_share']} + S "
+              f"{s['rcnn_steps']} steps x {s['rcnn_batch_size']} images; P "
+              + ", ".join(f"{i} {pcb_steps(i, s)[0]}" for i in rcnn_configs(args))
+              + f" steps x {s['rcnn_pretrain_batch']} templates at {s['rcnn_pretrain_size']} px, "
+              f"seeds {s['rcnn_seeds']} "
               "(small: bench_object.py's CPU budget trains 225 steps)")
     print(f"  device {s['device']}, torch threads: {torch.get_num_threads()}")
     left = sum(g["seconds"] for g in groups if any(r not in done for r in g["runs"]))
     shares = "" if len(loads) == 1 else f"; shares {' / '.join(f'{x / 60:.0f}' for x in loads)} min"
-    print(f"  {len(todo)} runs to do ({len(done)} already in {args.json}); expected time about {left / 60:.0f} min "
-          f"at one torch thread (estimated from measured seconds per step{shares})", flush=True)
+    print(f"  {len(todo)} runs to do ({len(done)} already in {args.json} or --reuse); expected time about "
+          f"{left / 60:.0f} min at one torch thread (estimated from measured seconds per step{shares})", flush=True)
     runner = Runner(args, s)
     results = {"settings": s, "runs": runs, "pretrained": pretrained}
     raw: Dict[str, Any] = {"results": results}

@@ -445,9 +445,10 @@ def test_bench_diffusion_copy_test_finds_a_moved_turned_rescaled_copy():
 
 # -- bench_pretrain.py ----------------------------------------------------------------------------------------------
 def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
-    """Every part at 32-64 px, 2 steps, one seed: equal compute in steps (random init trains P + S), the SSL
-    backbones are pretrained once and reused by the probe, a shard of two leaves the other's runs out, --resume
-    skips finished runs, --merge joins the two shares into the tables a single run prints."""
+    """Every part at 32-64 px, 2 steps, one seed: equal images seen (random init trains S + R steps, an SSL run
+    pretrains on R steps' images), the SSL backbones are pretrained once and reused by the probe, a shard of two
+    leaves the other's runs out, --resume skips finished runs, --merge joins the two shares into the tables a
+    single run prints, --reuse takes an earlier file's runs only where they did exactly the same."""
     from test_io_mvtec import make_mvtec
     from test_study_fewshot import write_pairs
 
@@ -455,9 +456,9 @@ def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
     bottle = make_mvtec(tmp_path / "cat", train=6, good=3, defects={"hole": 3, "crack": 2})
     write_pairs(tmp_path / "pcb", count=28, size=64)  # 21 training pairs: room for choose_real's 20
     tiny = ["--data", str(bottle), "--pcb", str(tmp_path / "pcb"), "--methods", "simclr", "simsiam", "--views",
-            "plain", "negatives", "--seeds", "0", "--pretrain-steps", "2", "--steps", "2", "--image-size", "32",
-            "--batch-size", "4", "--rcnn-pretrain-steps", "1", "--rcnn-steps", "2", "--rcnn-image-size", "64",
-            "--rcnn-pretrain-size", "32", "--limit", "8", "--work", str(tmp_path / "work")]
+            "plain", "negatives", "--seeds", "0", "--pretrain-share", "2", "--steps", "2", "--image-size", "32",
+            "--batch-size", "4", "--rcnn-pretrain-share", "1", "--rcnn-pretrain-batch", "2", "--rcnn-steps", "2",
+            "--rcnn-image-size", "64", "--rcnn-pretrain-size", "32", "--limit", "8", "--work", str(tmp_path / "work")]
     shares = [tmp_path / "s1.json", tmp_path / "s2.json"]
     for k, path in enumerate(shares, 1):
         module.main(tiny + ["--shard", f"{k}/2", "--json", str(path)])
@@ -484,6 +485,11 @@ def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
     assert runs["cutpaste|random|seed0"]["train_steps"] == 4 and runs["cutpaste|random|seed0"]["pretrain_s"] is None
     ssl = runs["cutpaste|simclr/negatives|seed0"]
     assert ssl["train_steps"] == 2 and ssl["pretrain_steps"] == 2 and ssl["pretrain_s"] > 0
+    # 2 shared CutPaste steps x 3 x 4 images = 24 images: 3 plain SSL steps (8 views), 2 with negatives (12)
+    assert runs["cutpaste|simclr/plain|seed0"]["pretrain_steps"] == 3
+    for run_id, run in runs.items():
+        if run["part"] == "cutpaste":
+            assert run["images_seen"]["pretrain"] + run["images_seen"]["train"] == 48, run_id
     assert ssl["start"]["init"] == "backbone file" and runs["cutpaste|random|seed0"]["start"] == {"init": "random"}
     assert runs["probe|simclr/negatives|seed0"]["backbone"].startswith("resnet18 from backbone.pt")
     assert runs["fasterrcnn|real20|random|seed0"]["train_steps"] == 3 and \
@@ -491,7 +497,17 @@ def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
     assert raw["results"]["pretrained"]["bottle|simclr/negatives|seed0"]["settings"]["negatives"]
     tables = module.render_tables(json.loads(merged.read_text()))
     assert set(tables) == {"cutpaste", "probe", "fasterrcnn"} and all(t in printed for t in tables.values())
-    assert "| random init | 0 + 4 |" in tables["cutpaste"]
-    assert "| SimCLR + hard negatives (cutpaste, scar) | 2 + 2 |" in tables["cutpaste"]
+    assert "| random init | 0 + 4 | 0 + 48 |" in tables["cutpaste"]
+    assert "| SimCLR + hard negatives (cutpaste, scar) | 2 + 2 | 24 + 24 |" in tables["cutpaste"]
     assert tables["probe"].startswith("| backbone (frozen; diagnostic on test images) |")
-    assert "| synth_pcb+real20 | 20 | random init | 0 + 3 |" in tables["fasterrcnn"]
+    assert "| synth_pcb+real20 | 20 | random init | 0 + 3 | 0 + 12 |" in tables["fasterrcnn"]
+    assert "| synth_pcb+real20 | 20 | SimCLR | 1 + 2 | 4 + 8 |" in tables["fasterrcnn"]
+    # --reuse: the same plan takes every run from the merged file; another share of steps takes none
+    again = module.main(tiny + ["--json", str(tmp_path / "again.json"), "--reuse", str(merged)])
+    assert f"0 runs to do ({len(everything)} already" in capsys.readouterr().out
+    assert {r["id"] for r in again["results"]["runs"]} == everything
+    assert all(r["reused_from"] == str(merged) for r in again["results"]["runs"])
+    assert again["results"]["settings"]["reuse"][0]["path"] == str(merged)
+    other = [a if a != "2" or tiny[k - 1] != "--pretrain-share" else "3" for k, a in enumerate(tiny)]
+    none = module.main(other + ["--parts", "cutpaste", "--json", str(tmp_path / "none.json"), "--reuse", str(merged)])
+    assert not any("reused_from" in r for r in none["results"]["runs"])
