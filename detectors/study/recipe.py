@@ -132,7 +132,8 @@ def _replace_root(data: Any, data_root: Union[str, Path], root: Path) -> Dict[st
                           "reads data.ok)")
     path = Path(data_root).expanduser()
     if not path.is_absolute():
-        path = Path(os.path.relpath(path.resolve(), root.resolve()))
+        # abspath, not resolve: a root reached through a symlink is recorded as the recipe would write it
+        path = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
     return dict(data, root=path.as_posix())
 
 
