@@ -60,8 +60,9 @@ def test_rho_over_detectors_is_one_when_the_order_is_the_same_and_minus_one_when
     assert [r["detector"] for r in item["detectors"]] == DETECTORS
     assert [r["ranks"]["real"] for r in item["detectors"]] == [1, 2, 3, 4, 5]
     assert [r["ranks"]["rev"] for r in item["detectors"]] == [5, 4, 3, 2, 1]
-    # rho = 1 clipped: the interval is (about) a point at 1
-    assert rho["same"]["ci95"][0] == pytest.approx(1, abs=1e-3)
+    # rho = 1: the interval reaches 1 and keeps a width (ranks.spearman_interval's resolution step)
+    assert rho["same"]["ci95"] == [pytest.approx(spearman_interval(1.0, 5)[0]), 1.0]
+    assert 0.3 < rho["same"]["ci95"][0] < 0.5
     assert item["best"]["synthetic"] == "same" and item["best"]["second"] == "rev"
 
 
@@ -129,13 +130,18 @@ def test_the_best_proxy_sentence_names_the_highest_rho_and_how_sure():
     assert item["summary"].startswith(f"Best proxy for `real`: `fair`, ρ = +0.80, 95 % interval {low:+.2f} … "
                                       f"{high:+.2f}, n = 5.")
     assert "includes 0" in item["summary"] and "overlaps the next one's (`poor`, ρ = -0.10" in item["summary"]
-    # with a perfect proxy: its interval excludes 0 and is clear of the next one's
+    # with a perfect proxy: its interval excludes 0; it overlaps a poor one's at 5 detectors, and is clear of a
+    # reversed one's
     record, results = study(DETECTORS, {"real": REAL, "poor": poor, "good": good})
     (item,) = ranking_of(record, results)
     assert item["best"]["synthetic"] == "good" and item["best"]["excludes_zero"] is True
+    assert item["best"]["overlaps_second"] is True and "overlaps the next one's (`poor`" in item["summary"]
+    assert "by chance with probability 1/120" in item["summary"]
+    reversed_ = {name: -value for name, value in REAL.items()}  # rho = -1
+    record, results = study(DETECTORS, {"real": REAL, "rev": reversed_, "good": good})
+    (item,) = ranking_of(record, results)
     assert item["best"]["overlaps_second"] is False
-    assert "excludes 0" in item["summary"] and "clear of the next one's (`poor`" in item["summary"]
-    assert "The interval is a point because |ρ| = 1" in item["summary"] and "1/120" in item["summary"]
+    assert "excludes 0" in item["summary"] and "clear of the next one's (`rev`" in item["summary"]
 
 
 def test_fewer_than_four_detectors_give_no_interval_and_say_so(tmp_path):
@@ -187,3 +193,14 @@ def test_without_matplotlib_the_report_says_the_plots_were_skipped(tmp_path, mon
     paths = render_report(tmp_path / "s")
     assert paths["method_plots"] == [] and paths["method_ranking"]
     assert "Heatmaps and method-ranking plots skipped: matplotlib is not installed" in paths["table"].read_text()
+
+
+def test_a_perfect_ranking_keeps_an_interval():
+    # rho = 1 over 8 methods: Fisher's z is infinite there; rho is taken half a step of its resolution inside the
+    # bound (6 / (n (n^2 - 1)) = 0.0119), by hand: atanh(0.98810) = 2.5586, half width 1.96 sqrt(1.06 / 5) = 0.9024,
+    # tanh(1.6562) = 0.9298
+    low, high = spearman_interval(1.0, 8)
+    assert high == 1.0 and low == pytest.approx(0.9298, abs=5e-4)
+    assert spearman_interval(-1.0, 8) == pytest.approx((-1.0, -low))
+    one_swap = 1 - 12 / (8 * 63)  # the next value below 1: its interval starts lower
+    assert spearman_interval(one_swap, 8)[0] < low

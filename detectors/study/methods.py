@@ -143,10 +143,9 @@ def best_proxy_sentence(item: Dict[str, Any]) -> str:
     if best["n"] < MIN_INTERVAL:
         return (lead + f" No interval with fewer than {MIN_INTERVAL} detectors: with {best['n']}, ρ takes only a "
                        "few values and says little; study at least 4 detectors to know how sure it is.")
-    if abs(best["rho"]) > 1 - 1e-9:  # Fisher's z is infinite at |rho| = 1: the interval shrinks to a point
-        lead += (f" The interval is a point because |ρ| = 1, which overstates the certainty: {best['n']} detectors "
-                 f"fall in one given order by chance with probability 1/{math.factorial(best['n'])}"
-                 " (without ties).")
+    if abs(best["rho"]) > 1 - 1e-9:  # the chance of a perfect order says more than an interval at the bound
+        lead += (f" {best['n']} detectors fall in one given order by chance with probability "
+                 f"1/{math.factorial(best['n'])} (without ties).")
     if best["excludes_zero"]:
         sure = (" Its interval excludes 0: it ranks the detectors as the real set does beyond chance."
                 if best["rho"] > 0 else

@@ -6,6 +6,9 @@ Ties get the average of the ranks they span (so a constant vector has no defined
 interval is Fisher's z-transform with the standard error ``sqrt(1.06 / (n - 3))`` of Fieller, Hartley & Pearson
 (1957), which is what Spearman's coefficient needs instead of Pearson's ``1 / sqrt(n - 3)``; it needs ``n >= 4``
 and is wide for the few candidates a study has (8 families: +-0.7 around 0.5), which is the honest answer.
+At rho = +-1 the transform is infinite and the interval would collapse to the point (certainty from 8
+candidates); there rho is taken half a step of the statistic's resolution from the bound (the next value
+below 1 is one adjacent swap: 1 - 12 / (n (n^2 - 1))), so a perfect ranking of 8 gets [0.93, 1.00], not [1, 1].
 """
 from __future__ import annotations
 
@@ -47,9 +50,14 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def spearman_interval(rho: float, n: int, z: float = Z_95) -> Tuple[float, float]:
-    """The confidence interval of ``rho`` from ``n`` pairs (95 % by default); ``(nan, nan)`` for ``n < 4``."""
+    """The confidence interval of ``rho`` from ``n`` pairs (95 % by default); ``(nan, nan)`` for ``n < 4``; at
+    ``rho = +-1`` it is that of half a resolution step inside the bound (module docstring), and still reaches it."""
     if n < 4 or math.isnan(rho):
         return float("nan"), float("nan")
-    clipped = max(min(rho, 1 - 1e-12), -1 + 1e-12)
+    step = 6 / (n * (n * n - 1))  # half of one adjacent swap's change of rho: the statistic's resolution
+    clipped = max(min(rho, 1 - step), -1 + step)
     centre, half = math.atanh(clipped), z * math.sqrt(1.06 / (n - 3))
-    return math.tanh(centre - half), math.tanh(centre + half)
+    low, high = math.tanh(centre - half), math.tanh(centre + half)
+    if abs(rho) == 1:  # the observed value stays inside its interval
+        low, high = (low, 1.0) if rho > 0 else (-1.0, high)
+    return low, high
