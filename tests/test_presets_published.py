@@ -208,9 +208,10 @@ def test_glass_opacity_is_the_clipped_normal():
 
 
 def joined_try(params, i, k, height, width):
-    """Try ``k`` of sample ``i`` recomputed from its params, as perlin.py perlin_mask joins the two masks."""
+    """Try ``k`` of sample ``i`` recomputed from its params, as perlin.py perlin_mask joins the two masks (its
+    noise rotated DRAEM's way: zeros where the rotated noise does not reach)."""
     masks = perlin_noise(params["perlin_scale"][i, k], params["angle_deg"][i, k], params["gradient_angle"][i, k],
-                         height, width) > 0.5
+                         height, width, zero_outside=True) > 0.5
     rule = int(params["perlin_combine"][i, k])
     return [masks[0], masks[0] & masks[1], masks[0] | masks[1]][rule]
 

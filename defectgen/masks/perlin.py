@@ -195,7 +195,7 @@ class PerlinPairMask(PerlinMask):
     foreground product.
 
     Args:
-        scale_exp_range, threshold, angle_deg_range: as :class:`PerlinMask`, for both masks.
+        scale_exp_range, threshold, angle_deg_range, fill_corners: as :class:`PerlinMask`, for both masks.
         union_prob: probability of keeping the union of the two masks (GLASS: 1/3).
         intersection_prob: probability of keeping their intersection (GLASS: 1/3); the first mask alone is kept
             with probability ``1 - union_prob - intersection_prob``.
@@ -209,8 +209,8 @@ class PerlinPairMask(PerlinMask):
 
     def __init__(self, scale_exp_range: Tuple[int, int] = (0, 5), threshold: float = 0.5,
                  angle_deg_range: Tuple[float, float] = (-90.0, 90.0), union_prob: float = 1 / 3,
-                 intersection_prob: float = 1 / 3, attempts: int = 8):
-        super().__init__(scale_exp_range, threshold, angle_deg_range)
+                 intersection_prob: float = 1 / 3, attempts: int = 8, fill_corners: bool = True):
+        super().__init__(scale_exp_range, threshold, angle_deg_range, fill_corners=fill_corners)
         self.union_prob = check_number(union_prob, "union_prob", 0.0, 1.0)
         self.intersection_prob = check_number(intersection_prob, "intersection_prob", 0.0, 1.0)
         if self.union_prob + self.intersection_prob > 1.0 + 1e-9:
@@ -252,7 +252,8 @@ class PerlinPairMask(PerlinMask):
                 break
             m = pending.numel()
             noise = perlin_noise(scale[pending, k].reshape(2 * m, 2), angle[pending, k].reshape(2 * m),
-                                 gradient[pending, k].reshape(2 * m, g, g), height, width)
+                                 gradient[pending, k].reshape(2 * m, g, g), height, width,
+                                 zero_outside=not self.fill_corners)
             pair = (noise > self.threshold).view(m, 2, height, width)
             mode = combine[pending, k].view(m, 1, 1)
             joined = torch.where(mode == 2, pair[:, 0] | pair[:, 1],

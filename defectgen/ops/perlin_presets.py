@@ -84,9 +84,11 @@ def glass(textures: Optional[TextureBank] = None, p: float = 1.0, label: int = 1
     and ``shell/run-mvtec.sh`` (``--mean 0.5 --std 0.1 --fg 1 --rand_aug 1``):
 
     - where: two independent DRAEM-style masks (``generate_thr`` called with ``min=0, max=6``:
-      ``2^np.random.randint(0, 6)`` cells per axis, rotation ``(-90, 90)``, threshold 0.5), then on one
+      ``2^np.random.randint(0, 6)`` cells per axis, rotation ``(-90, 90)`` with zeros where the rotated noise
+      does not reach, threshold 0.5), then on one
       ``torch.rand(1)`` their union (> 2/3), intersection (> 1/3) or the first alone, times the foreground
-      mask, redrawn while empty (:class:`~defectgen.masks.PerlinPairMask`, 8 tries per sample);
+      mask, redrawn while empty (:class:`~defectgen.masks.PerlinPairMask`, 8 tries per sample,
+      ``fill_corners=False``);
     - what: a DTD texture through 3 distinct transforms of GLASS's 9 torchvision ones, in the order drawn
       (:class:`~defectgen.sources.GlassAugment`);
     - how: ``beta = clip(N(0.5, 0.1), 0.2, 0.8)``, ``beta * image + (1 - beta) * texture`` inside the mask:
@@ -96,10 +98,9 @@ def glass(textures: Optional[TextureBank] = None, p: float = 1.0, label: int = 1
     GLASS's foreground masks are files made per object class (``fg_mask/<class>/``, chosen per class by
     ``--fg``); here pass them to each call with ``foreground="given"``, or estimate them with ``"otsu"``.
     Differences from the reference code: at most 8 tries per sample (a sample whose tries are all empty inside
-    the foreground is left normal; GLASS would try forever); the Perlin rotation reaches the corners (see
-    :class:`~defectgen.masks.PerlinMask`); the augmentations work on float values and rotate bilinearly (see
-    :mod:`defectgen.sources.glass_augment`). GLASS's feature-level mask (the pixel mask max-pooled by 8) and
-    its feature-space anomalies belong to its model, not to the image synthesis here.
+    the foreground is left normal; GLASS would try forever); the augmentations work on float values and rotate
+    bilinearly (see :mod:`defectgen.sources.glass_augment`). GLASS's feature-level mask (the pixel mask
+    max-pooled by 8) and its feature-space anomalies belong to its model, not to the image synthesis here.
 
     Args:
         textures: a folder of texture images (GLASS: DTD's ``images``) or a ``(N, C, H, W)`` tensor bank. None
@@ -111,7 +112,8 @@ def glass(textures: Optional[TextureBank] = None, p: float = 1.0, label: int = 1
     """
     fill = _texture_or_shuffle(textures)
     return RegionDefect(mask=PerlinPairMask(scale_exp_range=(0, 5), threshold=0.5, angle_deg_range=(-90.0, 90.0),
-                                            union_prob=1 / 3, intersection_prob=1 / 3, attempts=8),
+                                            union_prob=1 / 3, intersection_prob=1 / 3, attempts=8,
+                                            fill_corners=False),
                         source=GlassAugment(fill, count=3),
                         blend=Opacity(opacity_range=(0.2, 0.8), opacity_mean=0.5, opacity_std=0.1),
                         p=p, label=label, seed=seed, foreground=foreground)
@@ -129,8 +131,9 @@ def memseg(textures: Optional[TextureBank] = None, p: float = 0.5, label: int = 
     ``configs.yaml`` (``perlin_scale: 6``, ``min_perlin_scale: 0``, ``perlin_noise_threshold: 0.5``,
     ``structure_grid_size: 8``, ``transparency_range: [0.15, 1.]``):
 
-    - where: Perlin noise with ``2^torch.randint(0, 6)`` cells per axis, rotated by ``(-90, 90)`` degrees,
-      above 0.5, times the object's foreground mask (:class:`PerlinMask`, ``foreground="otsu"``);
+    - where: Perlin noise with ``2^torch.randint(0, 6)`` cells per axis, rotated by ``(-90, 90)`` degrees with
+      zeros where the rotated noise does not reach (DRAEM's imgaug rotation), above 0.5, times the object's
+      foreground mask (:class:`PerlinMask` with ``fill_corners=False``, ``foreground="otsu"``);
     - what: per sample with probability 1/2 each (``np.random.uniform() < 0.5``), a DTD texture resized to the
       image, not augmented, or the image itself through 3 of DRAEM's 10 augmenters (in the order drawn) and
       then cut into an 8 x 8 grid whose blocks are shuffled (:class:`~defectgen.sources.EitherSource` of
@@ -153,7 +156,7 @@ def memseg(textures: Optional[TextureBank] = None, p: float = 0.5, label: int = 
     rather than alternating (wrap in ``OneOf([...], p=0.5, balanced=True)`` for exactly half per batch); a
     mask left empty by the foreground is labelled normal (the reference labels the sample anomalous anyway);
     grids that do not divide the image make blocks that differ by one pixel (the reference asserts that they
-    divide); the Perlin rotation reaches the corners (see :class:`PerlinMask`); the augmentations work on
+    divide); the augmentations work on
     float values (see :class:`~defectgen.sources.DraemAugment`).
 
     Args:
@@ -167,6 +170,7 @@ def memseg(textures: Optional[TextureBank] = None, p: float = 0.5, label: int = 
     structure = SelfShuffle(grid_range=(8, 8), source=DraemAugment(None, count=3, random_order=True))
     texture = _texture(textures)
     source = structure if texture is None else EitherSource(texture, structure, first_prob=0.5)
-    return RegionDefect(mask=PerlinMask(scale_exp_range=(0, 5), threshold=0.5, angle_deg_range=(-90.0, 90.0)),
+    return RegionDefect(mask=PerlinMask(scale_exp_range=(0, 5), threshold=0.5, angle_deg_range=(-90.0, 90.0),
+                                        fill_corners=False),
                         source=source, blend=Opacity(opacity_range=(0.15, 1.0)), p=p, label=label, seed=seed,
                         foreground=foreground)
