@@ -69,8 +69,12 @@ class ScriptedCell:
                 mark.touch()
                 os._exit(3)
         if cell.family in self.sleep_s:
-            (Path(self.marks) / f"{cell.id}.pid").write_text(str(os.getpid()))
-            time.sleep(self.sleep_s[cell.family])
+            (Path(self.marks) / f"{cell.id}.started").touch()
+            try:  # short steps, as training takes: a cancelled task is interrupted between two
+                for _ in range(int(self.sleep_s[cell.family] / 0.05)):
+                    time.sleep(0.05)
+            finally:  # reached early only when the task is cancelled
+                (Path(self.marks) / f"{cell.id}.stopped").touch()
         value = int(cell.id[:6], 16) / 0xFFFFFF
         return {"record": {"train_seconds": 0.0, "device": device},
                 "tests": {name: {"overall": {"image_auroc": value}} for name in study.test_sets}}
@@ -231,27 +235,19 @@ def _interrupt_when(predicate, timeout_s=60.0):
     return thread
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_ctrl_c_cancels_the_tasks_and_leaves_finished_cells_whole(ray_here, toy, reference, tmp_path):
     study = load_study(recipe(), base=toy)
     out, marks = tmp_path / "study", tmp_path / "marks"
     marks.mkdir()
     runner = ScriptedCell(str(marks), sleep_s={"shape": 600.0})
-    _interrupt_when(lambda: any(marks.glob("*.pid")))
+    _interrupt_when(lambda: any(marks.glob("*.started")))
     with pytest.raises(KeyboardInterrupt):
         run_study(study, out, runner=runner, progress=False, executor=ray_here)
-    pids = [int(p.read_text()) for p in marks.glob("*.pid")]
-    deadline = time.monotonic() + 20
-    while any(map(_alive, pids)) and time.monotonic() < deadline:
+    started = {p.stem for p in marks.glob("*.started")}
+    deadline = time.monotonic() + 30
+    while {p.stem for p in marks.glob("*.stopped")} != started and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert pids and not any(map(_alive, pids))  # the sleeping cells' workers were killed
+    assert started and {p.stem for p in marks.glob("*.stopped")} == started  # the sleeping cells were stopped
     shape = {c.id for c in expand(study) if c.family == "shape"}
     written = {p.parent.name: json.loads(p.read_text()) for p in (out / CELLS).glob(f"*/{RESULT}")}
     assert shape.isdisjoint(written) and all(r["status"] == "done" for r in written.values())

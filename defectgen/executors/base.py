@@ -102,7 +102,11 @@ def task_device(device: str, resources: Resources) -> str:
 
 
 def run_task(task: Task) -> Any:
-    """What a worker runs: the task (a module-level function, so Ray and submitit pickle it by name)."""
+    """What a worker runs (a module-level function, so Ray and submitit pickle it by name): the task, with as many
+    torch threads as CPUs it asked for (a reused worker keeps the thread count of the task it ran first)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(task.resources.cpus)))
     return task()
 
 

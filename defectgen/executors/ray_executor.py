@@ -114,9 +114,15 @@ class RayExecutor:
             raise TaskLost(_one_line(error)) from None
 
     def cancel(self, handles: Sequence[Any]) -> None:
-        for handle in handles:
+        if not handles:
+            return
+        _, running = self._ray.wait(list(handles), num_returns=len(handles), timeout=0, fetch_local=False)
+        for handle in running:
             try:
-                self._ray.cancel(handle, force=True)  # kills the worker: the cell stops without a result.json
+                # a queued task is dropped; a running one gets KeyboardInterrupt, which run_one lets through, so
+                # its cell ends without a result.json. Not force=True: killing a worker whose task is just
+                # completing can abort the driver (Ray 2.60: "Tried to complete task that was not pending")
+                self._ray.cancel(handle, force=False)
             except Exception:  # noqa: BLE001 - it ended meanwhile; nothing to cancel
                 pass
 
