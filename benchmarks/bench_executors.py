@@ -36,15 +36,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import cv2
-import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_generate import write_ok_folder  # noqa: E402  (the same OK images bench_generate.py writes)
 from defectgen.generation import manifest_digest  # noqa: E402
-from defectgen.io import default_images  # noqa: E402
 from raw_results import ROOT, command_line, markdown_table, write_raw  # noqa: E402
 
 FAMILIES = {"none": "none", "cutout": {"op": "cutout"}, "scar": {"op": "scar"}, "shape": {"op": "shape"}}
@@ -64,15 +62,6 @@ def study_recipe(families: Dict[str, Any], seeds: List[int], steps: int, held_ou
                                        "steps": steps}},
             "test_sets": {"shape": {"synthetic": {"op": "shape"}, "images": held_out}}, "seeds": seeds,
             "metrics": ["image_auroc"], "image_size": 64, "resources": {"cpus": 1}}
-
-
-def write_ok_folder(folder: Path, files: int, size: int) -> None:
-    """``files`` OK images (texture tiles, rolled variants) as PNGs (as ``bench_generate.py`` writes them)."""
-    folder.mkdir(parents=True)
-    base = default_images(size, 8).permute(0, 2, 3, 1).numpy()
-    for i in range(files):
-        image = np.roll(base[i % 8], shift=(i // 8) * 17, axis=1)
-        cv2.imwrite(str(folder / f"ok_{i:04d}.png"), np.ascontiguousarray(image[:, :, ::-1]))
 
 
 # -- one timed command ------------------------------------------------------------------------------------------

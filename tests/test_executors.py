@@ -179,6 +179,18 @@ def test_cuda_without_a_gpu_asked_for_is_refused_before_any_task(toy, tmp_path):
     assert not (tmp_path / "ng").exists()
 
 
+def test_a_sharded_job_names_its_files_for_workers_in_any_folder(tmp_path, monkeypatch):
+    from defectgen.generation.shard_tasks import prepare_sharded
+
+    write_ok_folder(tmp_path / "ok", count=2)
+    (tmp_path / "defects.yaml").write_text("op: cutout\n")
+    monkeypatch.chdir(tmp_path)
+    job = prepare_sharded("ok", "ng", recipe="defects.yaml", count=4, batch_size=2)
+    assert (job.input, job.output) == (str(tmp_path / "ok"), str(tmp_path / "ng"))
+    assert job.settings["recipe"] == str(tmp_path / "defects.yaml") and job.device == "cpu" and job.units == 2
+    assert (tmp_path / "ng" / ".defectgen" / "job.json").is_file()  # prepared before any task
+
+
 # -- Ray ------------------------------------------------------------------------------------------------------
 def test_ray_runs_the_study_as_a_local_run_does_and_resumes_a_local_shard(ray_here, toy, reference, tmp_path,
                                                                          no_network):

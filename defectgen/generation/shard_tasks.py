@@ -50,6 +50,8 @@ def prepare_sharded(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequen
     (one line) for a bad setting or folder, before any task runs."""
     kind = task_device(device, resources)
     spec = open_job(input, output, ops, device_type=kind, resume=resume, overwrite=overwrite, **settings)
+    if settings.get("recipe") is not None:  # read again by every task, which may start in another folder
+        settings = dict(settings, recipe=os.path.abspath(settings["recipe"]))
     units = -(-spec.settings["count"] // spec.settings["batch_size"])
     return ShardedJob(input=os.path.abspath(input), output=os.path.abspath(output), ops=ops, settings=settings,
                       device=kind, units=units)
