@@ -23,6 +23,8 @@ LIBRARIES = {
     "diffusers": ("diffusers",),
     "transformers": ("transformers",),
     "anomalib": ("anomalib",),
+    "ray": ("ray",),
+    "submitit": ("submitit",),
 }
 
 

@@ -1,4 +1,5 @@
-"""A one-line progress bar (count, images/s, ETA) on stderr, with no dependency."""
+"""A one-line progress bar (count, images/s, ETA) on stderr, with no dependency, and the duration formats of
+progress lines."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +10,14 @@ from typing import Optional, TextIO
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_duration(seconds: float) -> str:
+    """A run's ETA or elapsed time in a progress line: ``4m05s``, or ``1h02m`` from an hour on."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 class Progress:

@@ -37,7 +37,7 @@ from raw_results import markdown_table, provenance, read_raw  # noqa: E402
 
 #: the Markdown files that may hold generated tables
 PAGES = ["docs/results.md", "docs/speed.md", "benchmarks/README.md", "docs/diffusion.md", "docs/anomalib.md",
-         "docs/ablate.md", "docs/fewshot.md", "docs/pretrain.md", "docs/anomalib_methods.md"]
+         "docs/ablate.md", "docs/fewshot.md", "docs/pretrain.md", "docs/anomalib_methods.md", "docs/executors.md"]
 MARKER = re.compile(r"(<!-- table: (?P<source>[^#\s]+)#(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)",
                     re.DOTALL)
 

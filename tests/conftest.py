@@ -73,6 +73,12 @@ def no_network(monkeypatch):
     """Every socket connect and name lookup raises ``OSError`` for the test's duration; the list it returns
     records each attempt, so a test asserts ``no_network == []`` (an attempt swallowed by a library still
     shows)."""
+    return block_network(monkeypatch)
+
+
+def block_network(monkeypatch):
+    """What :func:`no_network` does, on any ``MonkeyPatch`` (a module-scoped one keeps it for a whole set-up, e.g.
+    while a local Ray starts); returns the list of attempts."""
     calls = []
 
     def refuse(name):

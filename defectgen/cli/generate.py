@@ -1,4 +1,8 @@
-"""``defectgen generate``: make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images."""
+"""``defectgen generate``: make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images, in this
+process (``--workers``, ``--shard k/N``) or as shards on an executor (``--executor ray|slurm --shards K``).
+
+Exit codes: 0 when the job is complete (or this shard is done), 1 when shard tasks were lost for good (the job is
+incomplete: ``--resume`` finishes it), 2 for a usage error, 130 when interrupted with an executor."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +11,9 @@ from pathlib import Path
 
 from ..cli_support import (CliError, Command, add_batch_size_argument, add_device_argument, add_gray_argument,
                            add_image_size_argument, add_seed_argument, positive_int)
+from ..executors.options import add_executor_arguments
+
+INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete a previous defectgen output in --output first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
+    parser.add_argument("--shards", metavar="K", type=positive_int,
+                        help="with --executor ray or slurm: split the job into K shard tasks (default on Ray: as "
+                             "many as run at once; at most one per --batch-size images)")
+    add_executor_arguments(parser, "shard")
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from ..executors.options import executor_options
     from ..generation import generate, print_summary
     from ..run_folder import parse_shard
 
@@ -65,23 +77,57 @@ def run(args: argparse.Namespace) -> int:
     if opencv_log is not None:
         opencv_log.setLogLevel(opencv_log.LOG_LEVEL_SILENT)
     try:
+        options = executor_options(args)
+        if args.shards is not None and options.local:
+            raise CliError("--shards K splits the job into tasks of --executor ray or slurm; in this process use "
+                           "--workers N, or --shard k/N per machine")
+        if args.shard is not None and not options.local:
+            raise CliError(f"--shard runs one slice in this process; --executor {options.executor} runs every "
+                           "slice as a task: use --shards K")
         shard = None if args.shard is None else parse_shard(args.shard)
+        job = dict(recipe=args.recipe, count=args.count, formats=args.formats or ["yolo"], seed=args.seed,
+                   size=None if args.native_size else args.size, tile=args.tile, channels=1 if args.gray else 3,
+                   val_fraction=args.val_fraction, batch_size=args.batch_size, segmentation=args.segmentation)
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = show
-            summary = generate(
-                args.input, args.output, args.ops, recipe=args.recipe, count=args.count,
-                formats=args.formats or ["yolo"], seed=args.seed, size=None if args.native_size else args.size,
-                tile=args.tile, channels=1 if args.gray else 3, val_fraction=args.val_fraction,
-                batch_size=args.batch_size, workers=args.workers, device=args.device, shard=shard,
-                resume=args.resume, overwrite=args.overwrite, segmentation=args.segmentation,
-                progress=False if args.no_progress else None)
+            if options.local:
+                summary = generate(args.input, args.output, args.ops, **job, workers=args.workers,
+                                   device=args.device, shard=shard, resume=args.resume, overwrite=args.overwrite,
+                                   progress=False if args.no_progress else None)
+            else:
+                summary = _generate_on_executor(args, options, job)
+                if summary is None:
+                    return INTERRUPTED
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from error
     except OSError as error:
         raise CliError(f"{error.strerror or error}: {error.filename}" if error.filename else str(error)) from error
     print_summary(summary)
-    return 0
+    return 0 if summary.complete or options.local else 1
+
+
+def _generate_on_executor(args: argparse.Namespace, options, job):
+    """The job's shards as tasks of the executor the options name; None when interrupted (outstanding shards
+    cancelled; the units they finished are kept and ``--resume`` continues)."""
+    from ..executors.base import Resources
+    from ..executors.options import make_executor
+    from ..generation.shard_tasks import prepare_sharded, run_shards
+
+    resources = Resources().updated(options.resource_overrides())
+    sharded = prepare_sharded(args.input, args.output, args.ops, device=args.device, resources=resources,
+                              resume=args.resume, overwrite=args.overwrite, **job)
+    executor = make_executor(options, slurm_folder=args.output / ".defectgen" / "slurm")
+    try:
+        summary = run_shards(executor, sharded, args.shards, resources=resources, retries=options.retries,
+                             workers=args.workers, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished units are kept in {args.output}; --resume continues", file=sys.stderr)
+        return None
+    finally:
+        executor.close()
+    summary.output = args.output
+    return summary
 
 
 GENERATE = Command("generate", "make a labelled NG data set (YOLO / COCO / MVTec) from a folder of OK images",

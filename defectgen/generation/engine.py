@@ -359,43 +359,22 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
         ValueError: bad settings, no readable input image, output folder problems; the message says which.
     """
     started = time.perf_counter()
-    count = check_int(count, "count", 1)
-    seed = check_int(seed, "seed")
-    batch_size = check_int(batch_size, "batch_size", 1)
     workers = check_int(workers, "workers", 1)
-    size = None if size is None else check_int(size, "size", 1)
-    tile = None if tile is None else check_int(tile, "tile", 1)
-    channels = check_channels(channels)
-    val_fraction = check_number(val_fraction, "val_fraction", 0.0, 0.9)
-    formats = _check_formats(formats)
-    if segmentation not in SEGMENTATIONS:
-        raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {segmentation!r}")
     shard = check_shard(shard)
     torch_device = resolve_device(device)
-    input_dir, output_dir = Path(input), Path(output)
-    _check_folders(input_dir, output_dir)
-
-    op, recipe_names = build_op(ops, recipe)
-    names = derive_class_names(op, class_names if class_names is not None else recipe_names)
-    sources = OkSources(input_dir, size, tile, channels, seed, val_fraction)
-    settings = {
-        "format": JOB_FORMAT, "op": jsonable(op.to_config()), "class_names": {str(k): v for k, v in names.items()},
-        "seed": seed, "count": count, "size": size, "tile": tile, "channels": channels,
-        "val_fraction": val_fraction, "formats": formats, "batch_size": batch_size, "segmentation": segmentation,
-        "input": {"files": len(sources.files), "fingerprint": sources.fingerprint()},
-    }
-    layout = OutputLayout(output_dir)
-    _prepare_output(layout, settings, str(torch_device.type), resume, overwrite, shard is not None,
-                    input_dir.resolve())
+    spec = open_job(input, output, ops, recipe=recipe, count=count, formats=formats, seed=seed, size=size, tile=tile,
+                    channels=channels, val_fraction=val_fraction, batch_size=batch_size, segmentation=segmentation,
+                    class_names=class_names, device_type=str(torch_device.type), resume=resume, overwrite=overwrite,
+                    sharded=shard is not None)
+    layout = spec.layout
     # threads per process: torch's and the file writers' share of the cores
     threads = max(1, (os.cpu_count() or 1) // workers)
     write_threads = min(4, threads) if write_threads is None else check_int(write_threads, "write_threads", 1)
-    job = _Job(op, names, sources, layout, settings, torch_device, write_threads)
+    job = _Job(spec.op, spec.names, spec.sources, layout, spec.settings, torch_device, write_threads)
 
     units = job.units()
     mine = units if shard is None else [u for part in _shard_units(units, shard) for u in part]
     todo = [u for u in mine if _done_record(layout, *u) is None]
-    total_items = sum(job.unit_size(*u) for u in units)
     mine_items = sum(job.unit_size(*u) for u in mine)
     bar = Progress(mine_items, mine_items - sum(job.unit_size(*u) for u in todo), enabled=progress)
     generated = 0
@@ -411,16 +390,90 @@ def generate(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSp
         _run_pool(job, todo, workers, threads, done)
     bar.close()
 
-    records = {u: _done_record(layout, *u) for u in units}
+    summary = _gather(job)
+    summary.generated, summary.seconds = generated, time.perf_counter() - started
+    return summary
+
+
+@dataclass
+class JobSpec:
+    """A job's checked settings and what they build (:func:`open_job`): the operator, the class names, the OK
+    sources and the output layout."""
+
+    op: DefectOp
+    names: Dict[int, str]
+    sources: OkSources
+    layout: OutputLayout
+    settings: Dict[str, Any]
+
+
+def open_job(input: PathLike, output: PathLike, ops: Union[OpSpec, Sequence[OpSpec], None] = None, *,
+             recipe: Optional[PathLike] = None, count: int, formats: Sequence[str] = ("yolo",), seed: int = 0,
+             size: Optional[int] = 256, tile: Optional[int] = None, channels: int = 3, val_fraction: float = 0.0,
+             batch_size: int = 16, segmentation: str = "rle",
+             class_names: Optional[Union[Sequence[str], Mapping[int, str]]] = None, device_type: str = "cpu",
+             resume: bool = False, overwrite: bool = False, sharded: bool = False) -> JobSpec:
+    """Check a job's settings (the arguments of :func:`generate`) and prepare its output folder for a run on
+    ``device_type`` (``"cpu"`` / ``"cuda"``): ``job.json`` written for a new job, a folder of another job refused,
+    ``overwrite`` applied. Makes no image; ``sharded``: a job folder of the same settings is welcome without
+    ``resume`` (shards share it). Raises ``ValueError`` naming the bad setting or the folder problem."""
+    count = check_int(count, "count", 1)
+    seed = check_int(seed, "seed")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    size = None if size is None else check_int(size, "size", 1)
+    tile = None if tile is None else check_int(tile, "tile", 1)
+    channels = check_channels(channels)
+    val_fraction = check_number(val_fraction, "val_fraction", 0.0, 0.9)
+    formats = _check_formats(formats)
+    if segmentation not in SEGMENTATIONS:
+        raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {segmentation!r}")
+    input_dir, output_dir = Path(input), Path(output)
+    _check_folders(input_dir, output_dir)
+
+    op, recipe_names = build_op(ops, recipe)
+    names = derive_class_names(op, class_names if class_names is not None else recipe_names)
+    sources = OkSources(input_dir, size, tile, channels, seed, val_fraction)
+    settings = {
+        "format": JOB_FORMAT, "op": jsonable(op.to_config()), "class_names": {str(k): v for k, v in names.items()},
+        "seed": seed, "count": count, "size": size, "tile": tile, "channels": channels,
+        "val_fraction": val_fraction, "formats": formats, "batch_size": batch_size, "segmentation": segmentation,
+        "input": {"files": len(sources.files), "fingerprint": sources.fingerprint()},
+    }
+    layout = OutputLayout(output_dir)
+    _prepare_output(layout, settings, device_type, resume, overwrite, sharded, input_dir.resolve())
+    return JobSpec(op, names, sources, layout, settings)
+
+
+def _gather(job: _Job, finalise: bool = True) -> GenerateSummary:
+    """The job's state from its unit records; when every unit is done, its gathered files (manifest, labels,
+    report) written (unless ``finalise`` is False: they were). ``generated`` and ``seconds`` are the caller's."""
+    units = job.units()
+    records = {u: _done_record(job.layout, *u) for u in units}
     done_units = [u for u, record in records.items() if record is not None]
     complete = len(done_units) == len(units)
-    skipped = dict(sources.skipped)
+    skipped = dict(job.sources.skipped)
     if complete:
-        report = job.finalise(list(records.values()))
+        report = job.finalise(list(records.values())) if finalise else json.loads(job.layout.report.read_text())
         skipped = report["skipped_files"]
-    done_items = sum(job.unit_size(*u) for u in done_units)
-    return GenerateSummary(output=output_dir, generated=generated, total=total_items, done=done_items,
-                           complete=complete, skipped_files=skipped, seconds=time.perf_counter() - started)
+    return GenerateSummary(output=job.layout.root, generated=0, total=sum(job.unit_size(*u) for u in units),
+                           done=sum(job.unit_size(*u) for u in done_units), complete=complete, skipped_files=skipped)
+
+
+def finish_job(output: PathLike) -> GenerateSummary:
+    """The state of the job in ``output``; if every unit is done and the gathered files (manifest, labels,
+    report) are not written yet, they are: what the last shard to finish does, here for shards that ran elsewhere
+    (:mod:`.shard_tasks`). Makes no image."""
+    job = _saved_job(output, device=torch.device("cpu"))  # gathering records uses no device
+    return _gather(job, finalise=not job.layout.report.is_file())
+
+
+def manifest_digest(output: PathLike) -> str:
+    """The SHA-256 of a finished data set's ``manifest.jsonl``: one line per output with its sha256 and no time
+    stamp, so two runs made the same data set exactly when their digests are equal (however they were split)."""
+    path = OutputLayout(Path(output)).manifest
+    if not path.is_file():
+        raise ValueError(f"{str(output)!r} holds no finished data set (no {path.name})")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _run_pool(job: _Job, todo: List[Tuple[str, int]], workers: int, threads: int,
@@ -448,6 +501,18 @@ def regenerate(output: PathLike, index: int, input: Optional[PathLike] = None,
     data set can be audited or rebuilt from its manifest. ``input`` defaults to the folder the job was made
     from; ``ops`` is needed only when the job's operator was given as a Python object that has no config.
     """
+    job = _saved_job(output, input, ops)
+    index = check_int(index, "index", 0)
+    if index >= job.count:
+        raise ValueError(f"index must be below the job's count {job.count}, got {index}")
+    item = job.synthesise(index // job.batch_size)[index % job.batch_size]
+    return item["image"], item["mask"]
+
+
+def _saved_job(output: PathLike, input: Optional[PathLike] = None, ops: Union[OpSpec, Sequence[OpSpec], None] = None,
+               device: Optional[torch.device] = None) -> _Job:
+    """The job in ``output`` rebuilt from its ``job.json`` (see :func:`regenerate` for ``input`` and ``ops``), on
+    ``device`` (default: the one it was made on)."""
     layout = OutputLayout(Path(output))
     try:
         saved = json.loads(layout.job.read_text())
@@ -469,12 +534,7 @@ def regenerate(output: PathLike, index: int, input: Optional[PathLike] = None,
                         settings["channels"], settings["seed"], settings["val_fraction"])
     if sources.fingerprint() != settings["input"]["fingerprint"]:
         raise ValueError("the input folder's files differ from the ones the job was made from")
-    job = _Job(op, names, sources, layout, settings, resolve_device(saved["device"]))
-    index = check_int(index, "index", 0)
-    if index >= job.count:
-        raise ValueError(f"index must be below the job's count {job.count}, got {index}")
-    item = job.synthesise(index // job.batch_size)[index % job.batch_size]
-    return item["image"], item["mask"]
+    return _Job(op, names, sources, layout, settings, device or resolve_device(saved["device"]))
 
 
 # -- checks and the output folder ----------------------------------------------------------------------------------

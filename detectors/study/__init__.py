@@ -6,8 +6,10 @@
 - :mod:`.splits`: the data's fixed training / test splits; :mod:`.overlap`: no test data in training;
 - :mod:`.data`: the study's OK images, real labels and test sets, read once;
 - :mod:`.cell`: one cell: train once, evaluate on every test set;
+- :mod:`.cell_run`: one cell into its folder (``cell.json``, ``log.txt``, ``result.json`` last);
 - :mod:`.folder`: the study folder (files, shards, the refusal of another study's folder);
 - :mod:`.runner`: every cell into its own folder, resumable, shardable;
+- :mod:`.cell_tasks`: the cells as tasks of an executor (``--executor ray|slurm``), the folder still the truth;
 - :mod:`.report`: results.jsonl / .csv, table.md, heatmaps, ranking and synthetic validation;
 - :mod:`.methods`: the method ranking: which synthetic test set ranks the detectors as a real one does;
 - :mod:`.ranks`: Spearman's rank correlation and its confidence interval.

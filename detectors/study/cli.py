@@ -5,19 +5,26 @@
     defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --resume
     defectgen ablate recipes/methods_bottle.yaml --out runs/methods_cable --data-root mvtec/cable --budget cpu
     defectgen ablate --report runs/bottle
+    defectgen ablate recipes/ablation_bottle.yaml --out runs/bottle --budget gpu --executor ray   # all local GPUs
+    defectgen ablate recipes/ablation_bottle.yaml --out /shared/runs --executor slurm --partition gpu
 
 Exit codes: 0 when every cell of this run finished, 1 when some failed (the study went on; the report marks
 them), 2 for a usage error (bad recipe key, missing path, a regime the data cannot support, a folder holding
-another study), always before any training starts. ``defectgen`` finds :data:`ABLATE` through the
-``defectgen.commands`` entry points.
+another study, executor flags that do not go together, a missing optional extra), always before any training
+starts; 130 when interrupted with an executor (its outstanding tasks cancelled, finished cells kept).
+``defectgen`` finds :data:`ABLATE` through the ``defectgen.commands`` entry points.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Dict, Optional
 
 from defectgen.cli_support import CliError, Command, add_device_argument, resolve_device
+from defectgen.executors.options import add_executor_arguments
+
+INTERRUPTED = 130
 
 
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +51,12 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only re-render the report (tables, heatmaps) of the study folder DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_device_argument(parser)
+    add_executor_arguments(parser, "cell")
 
 
 def run_ablate(args: argparse.Namespace) -> int:
+    from defectgen.executors.base import ExecutorError
+    from defectgen.executors.options import executor_options
     from defectgen.run_folder import interleaved_share, read_json
 
     from .folder import STUDY_FILE, parse_shard
@@ -76,14 +86,47 @@ def run_ablate(args: argparse.Namespace) -> int:
             return 0
         if args.out is None:
             raise CliError("--out DIR is required: the study folder")
-        device = resolve_device(args.device)
-        counts = run_study(study, args.out, device=device, shard=shard, resume=args.resume,
-                           retry_failed=args.retry_failed, progress=not args.quiet)
-    except RecipeError as error:
+        options = executor_options(args)
+        if options.local:
+            counts = run_study(study, args.out, device=resolve_device(args.device), shard=shard,
+                               resume=args.resume, retry_failed=args.retry_failed, progress=not args.quiet)
+        else:
+            if shard is not None:
+                raise CliError(f"--shard runs one share of the cells in this process; --executor "
+                               f"{options.executor} places every cell itself: drop --shard")
+            counts = _run_on_executor(study, args, options)
+            if counts is None:
+                return INTERRUPTED
+    except (RecipeError, ExecutorError) as error:
         raise CliError(str(error)) from None
     print(f"{counts['done']} cells done, {counts['failed']} failed, {counts['skipped']} already finished; report: "
           f"{args.out / 'table.md'}")
     return 1 if counts["failed"] else 0
+
+
+def _run_on_executor(study, args: argparse.Namespace, options) -> Optional[Dict[str, int]]:
+    """The study's cells as tasks of the executor the options name; None when interrupted (Ctrl-C cancelled the
+    outstanding tasks; finished cells are kept and ``--resume`` continues anywhere)."""
+    from defectgen.checks import parse_device
+    from defectgen.executors.options import make_executor
+
+    from .runner import run_study
+
+    if args.device != "auto":  # resolved where each cell runs; only its spelling can be checked here
+        try:
+            parse_device(args.device)
+        except ValueError as error:
+            raise CliError(f"--device: {error}") from None
+    executor = make_executor(options, slurm_folder=args.out / "slurm")
+    try:
+        return run_study(study, args.out, device=args.device, resume=args.resume, retry_failed=args.retry_failed,
+                         progress=not args.quiet, executor=executor, retries=options.retries,
+                         resources=options.resource_overrides())
+    except KeyboardInterrupt:
+        print(f"interrupted: finished cells are kept in {args.out}; --resume runs the rest", file=sys.stderr)
+        return None
+    finally:
+        executor.close()
 
 
 def _report_only(folder: Path) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..registry import ANOMALY, detector_class
-from .schema import BASELINE, needs_real_k, real_count
+from .schema import BASELINE, PLACEMENT_KEYS, needs_real_k, real_count
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class Study:
     # {family: {test set: {"count", "files", "source"}}}: training files a family shares with a test set it is
     # scored on, allowed by allow_overlap (any other overlap is refused at load; see .overlap)
     overlaps: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
+    # what every cell asks an executor for (a detector's own resources replace these key by key); not part of a
+    # cell's settings or the fingerprint
+    resources: Dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, text: str) -> Path:
         path = Path(text).expanduser()
@@ -83,8 +86,17 @@ class Study:
         return detector_class(self.detectors[detector]["kind"]).TASK == ANOMALY
 
     def fingerprint(self) -> Dict[str, Any]:
-        """What a finished study folder records of the study, to refuse a changed recipe under ``--resume``."""
-        return {"budget": self.budget, **{k: v for k, v in self.raw.items() if k not in ("budgets", "description")}}
+        """What a finished study folder records of the study, to refuse a changed recipe under ``--resume``.
+        Resources are left out: a study may move between executors and machines (more GPUs, another cluster)."""
+        raw = {k: v for k, v in self.raw.items() if k not in ("budgets", "description", "resources")}
+        if isinstance(raw.get("detectors"), Mapping):
+            raw["detectors"] = {name: {k: v for k, v in spec.items() if k != "resources"}
+                                if isinstance(spec, Mapping) else spec for name, spec in raw["detectors"].items()}
+        return {"budget": self.budget, **raw}
+
+    def cell_resources(self, detector: str) -> Dict[str, Any]:
+        """What a cell of ``detector`` asks an executor for: the study's resources, the detector's over them."""
+        return {**self.resources, **self.detectors[detector].get("resources", {})}
 
 
 def expand(study: Study) -> List[Cell]:
@@ -123,7 +135,8 @@ def cell_settings(study: Study, family: str, regime: str, detector: str, seed: i
     """Everything a cell's training depends on, as plain data (its hash is the cell id). Test sets are not part
     of it: a cell is trained once and evaluated on all of them."""
     data = {k: v for k, v in study.data.items() if v is not None}
-    spec = {k: v for k, v in study.detectors[detector].items() if k != "families"}  # which cells, not how one trains
+    # which cells exist and where they run, not how one trains
+    spec = {k: v for k, v in study.detectors[detector].items() if k not in PLACEMENT_KEYS}
     settings = {"data": data, "family": {"name": family, "spec": study.family_records[family]}, "regime": regime,
                 "detector": {"name": detector, **spec}, "image_size": study.image_size, "seed": seed}
     if family != BASELINE and not study.is_anomaly(detector):

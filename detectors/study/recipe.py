@@ -33,9 +33,10 @@ A recipe names what to compare (see ``recipes/ablation_*.yaml`` for two complete
     metrics: [map_50, image_auroc]
     image_size: 320
     mixing: {real_fraction: 0.5, schedule: mixed}   # how synthetic+K mixes its K real images (the defaults)
+    resources: {cpus: 1}       # what a cell asks --executor ray / slurm for: cpus, gpus, minutes, partition
     budgets:                   # named overrides: top-level keys, and per detector its own keys
       cpu: {image_size: 256, seeds: [0], detectors: {fasterrcnn: {images_seen: 600}}}
-      gpu: {image_size: 640}
+      gpu: {image_size: 640, resources: {gpus: 1, cpus: 4}}
 
 Regimes: ``synthetic`` trains on the family's defects over the OK images only; ``synthetic+K`` adds ``K`` real
 labelled training images (chosen by the seed); ``real`` trains on every real training image. The ``none``
@@ -46,6 +47,11 @@ synthetic part), so the real-only and K-real baselines are rows of the ``none`` 
 ``real_fraction: null`` is the old proportional mix, every image once per epoch); only those cells record it.
 Object detectors train for ``images_seen`` images (the fewest steps that show that many,
 ``ceil(images_seen / batch_size)`` when every batch is full, whatever the data's size) or for ``epochs``.
+
+``resources`` (study-wide, per budget, or per detector, whose keys replace the study's) are what each cell asks an
+executor for (:mod:`defectgen.executors`; ``--cpus-per-task`` / ``--gpus-per-task`` / ``--time`` / ``--partition``
+override them); where a cell runs changes nothing it computes, so they are part of neither a cell's id nor the
+recipe's fingerprint.
 
 Object detectors (boxes) take every regime; anomaly detectors (the CutPaste detector) train on normal images
 with the family as pretext, so they take ``synthetic`` only, and their ``none`` is the untrained network (the

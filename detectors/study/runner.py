@@ -8,23 +8,25 @@ A cell with a ``result.json`` is finished and never run again. A run killed mid-
 one: ``--resume`` runs it again from the start (cells are pure functions of their settings, so the study ends
 as an uninterrupted run would). Shards (``k/N``: the cells whose plan index ``% N == k``) write disjoint cell
 folders into one study folder, so merging shards run on several machines is copying their ``cells/`` together;
-any run renders the report from whatever cells are there.
+any run renders the report from whatever cells are there. With an executor (``--executor ray`` / ``slurm``) the
+cells run as its tasks (:mod:`.cell_tasks`) into the same folders, so runs on any executor mix and resume each
+other.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import sys
 import time
-import traceback
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from defectgen.executors.base import Executor
+from defectgen.executors.options import DEFAULT_RETRIES
 from defectgen.io.atomic import write_text_atomic
-from defectgen.run_folder import interleaved_share, read_json, write_record
+from defectgen.progress import format_duration
+from defectgen.run_folder import interleaved_share, read_json
 
+from .cell_run import headline, run_one
 from .data import StudyData
 from .folder import CELLS, RESULT, STUDY_FILE, check_out_folder
 from .plan import Cell, Study, expand
@@ -58,61 +60,17 @@ def validate(study: Study, data: StudyData) -> None:
     data.check(needs)
 
 
-class _Log:
-    """A cell's ``log.txt``: timestamped lines, also the place its stdout / stderr go while it runs."""
-
-    def __init__(self, path: Path):
-        self.file = open(path, "a", buffering=1)
-
-    def __call__(self, line: str) -> None:
-        self.file.write(f"{datetime.now().strftime('%H:%M:%S')} {line}\n")
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def run_one(study: Study, data: StudyData, cell: Cell, folder: Path, device: str,
-            runner: Optional[Callable] = None) -> Dict[str, Any]:
-    """Run ``cell`` into ``folder``; a failure (any ``Exception``) is recorded, not raised. Returns the result."""
-    from defectgen.environment import describe
-
-    from .cell import run_cell
-
-    runner = runner or run_cell
-    if folder.exists():  # a cell killed mid-run: start it again from nothing
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    write_record(folder / "cell.json", {"id": cell.id, "settings": cell.settings}, indent=1, default=str)
-    log = _Log(folder / "log.txt")
-    log(f"cell {cell.id}: {cell.label}, device {device}")
-    result: Dict[str, Any] = {"id": cell.id, "family": cell.family, "regime": cell.regime,
-                              "detector": cell.detector, "seed": cell.seed, "versions": describe()}
-    start = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(log.file), contextlib.redirect_stderr(log.file):
-            outcome = runner(study, data, cell, device, folder, log)
-        result.update(status="done", **outcome)
-    except Exception as error:  # noqa: BLE001 - a failing cell is recorded and the study goes on
-        log("FAILED:\n" + traceback.format_exc())
-        result.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[0])
-    finally:
-        log.close()
-    result["seconds"] = round(time.perf_counter() - start, 2)
-    result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    shutil.rmtree(folder / "run", ignore_errors=True)  # a YOLO run folder: weights and data, not kept
-    write_record(folder / RESULT, result, indent=1, default=str)
-    return result
-
-
 def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tuple[int, int]] = None,
               resume: bool = False, retry_failed: bool = False, progress: bool = True,
-              runner: Optional[Callable] = None, report: bool = True) -> Dict[str, Any]:
+              runner: Optional[Callable] = None, report: bool = True, executor: Optional[Executor] = None,
+              retries: int = DEFAULT_RETRIES, resources: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Run the study's cells (this shard's) into ``out`` and render the report; see the module docstring.
 
     Args:
         study: from :func:`~detectors.study.recipe.load_study`.
         out: the study folder.
-        device: where cells train.
+        device: where cells train (with an executor: the kind each cell's task runs on, ``auto`` being CUDA for a
+            cell that asks for a GPU: :func:`~defectgen.executors.base.task_device`).
         shard: ``(k, N)``: run only the cells whose plan index ``% N == k``.
         resume: continue a study folder that already holds finished cells of this run (otherwise refused, so a
             typo in ``--out`` does not silently mix two runs).
@@ -120,8 +78,14 @@ def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tupl
         progress: a line per cell on stderr: done / remaining, ETA, the cell's headline metric.
         runner: replaces :func:`~detectors.study.cell.run_cell` (tests).
         report: render the report files afterwards.
+        executor: run the cells as tasks of this executor (:mod:`defectgen.executors`: Ray, SLURM) instead of one
+            after another here (:mod:`.cell_tasks`); the study folder is the same either way.
+        retries: with an executor, how often a lost cell task is submitted again before it is recorded as failed.
+        resources: with an executor, what every cell asks for over the recipe's ``resources`` (None values kept
+            from the recipe): ``cpus``, ``gpus``, ``minutes``, ``partition``.
 
-    Returns ``{"done", "failed", "skipped", "cells"}`` counts for this run's share of the plan.
+    Returns ``{"done", "failed", "skipped", "cells"}`` counts for this run's share of the plan (with an executor
+    also ``"retried"``: the resubmissions of lost cells).
     Raises :class:`RecipeError` (before any training) for a folder of another study, finished cells without
     ``resume``, or data the regimes need and do not have.
     """
@@ -151,7 +115,15 @@ def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tupl
     started = time.perf_counter()
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
     say(f"study {study.name}: {len(cells)} cells" + (f", shard {shard[0]}/{shard[1]}: {len(mine)}" if shard else "")
-        + f"; {counts['skipped']} already finished, {len(todo)} to run, device {device}")
+        + f"; {counts['skipped']} already finished, {len(todo)} to run, "
+        + (f"on {executor.describe()}" if executor is not None else f"device {device}"))
+    if executor is not None:
+        from .cell_tasks import run_cells
+
+        counts.update(run_cells(study, todo, out, executor, device, retries, resources or {}, runner, say))
+        if report:
+            render_report(out)
+        return counts
     for n, cell in enumerate(todo, start=1):
         say(f"[{n}/{len(todo)}] {cell.label} (cell {cell.id}) ...")
         result = run_one(study, data, cell, out / CELLS / cell.id, device, runner)
@@ -159,26 +131,7 @@ def run_study(study: Study, out: Path, device: str = "cpu", shard: Optional[Tupl
         elapsed = time.perf_counter() - started
         eta = elapsed / n * (len(todo) - n)
         say(f"[{n}/{len(todo)}] {result['status']} in {result['seconds']:.0f} s: {headline(result, study.metrics)}; "
-            f"{len(todo) - n} left, ETA {_duration(eta)}")
+            f"{len(todo) - n} left, ETA {format_duration(eta)}")
     if report:
         render_report(out)
     return counts
-
-
-def headline(result: Dict[str, Any], metrics: List[str]) -> str:
-    """One line of a cell's result: the first metric it has on each test set, or its error."""
-    if result.get("status") != "done":
-        return result.get("error", "failed")
-    parts = []
-    for name, test in result.get("tests", {}).items():
-        metric = next((m for m in metrics if isinstance(test["overall"].get(m), float)), None)
-        if metric:
-            parts.append(f"{name} {metric} {100 * test['overall'][metric]:.1f}")
-    return ", ".join(parts) or "no metric"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

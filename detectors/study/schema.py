@@ -12,13 +12,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ..registry import ANOMALY, detector_class, list_detectors
 
 TOP_KEYS = ("name", "description", "data", "families", "regimes", "detectors", "test_sets", "seeds", "metrics",
-            "image_size", "synthetic", "mixing", "budgets")
+            "image_size", "synthetic", "mixing", "resources", "budgets")
 REQUIRED = ("data", "families", "detectors", "test_sets")
 """The sections every recipe has."""
 DATA_KEYS = ("root", "format", "test_every", "holdout_ok", "ok", "real_train", "real_test", "defect_split")
 DEFECT_SPLIT_KEYS = ("shots", "seed")
 DATA_FORMATS = ("deeppcb", "mvtec", "folder")
-DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic", "backbone_weights", "families")
+DETECTOR_KEYS = ("kind", "settings", "images_seen", "epochs", "steps", "agnostic", "backbone_weights", "families",
+                 "resources")
+PLACEMENT_KEYS = ("families", "resources")
+"""Detector keys that choose which cells exist and where they run, not how one trains: not part of a cell's
+settings (its id)."""
 SYNTHETIC_KEYS = ("defects_per_image", "box_margin")
 MIXING_KEYS = ("real_fraction", "schedule", "replay_fraction", "finetune_start")
 FAMILY_KINDS = ("op", "recipe", "pretext", "transplant", "fit")
@@ -249,6 +253,8 @@ def check_detectors(detectors: Any) -> Dict[str, Dict[str, Any]]:
                 raise RecipeError(f"{where}.{error}") from None
         if "families" in spec:  # the families it is crossed with (checked against the families section later)
             resolved["families"] = _check_name_list(spec["families"], f"{where}.families")
+        if "resources" in spec:  # what each of its cells asks an executor for (checked like the study's)
+            resolved["resources"] = check_resources(spec["resources"], f"{where}.resources")
         if "backbone_weights" in spec:
             resolved["backbone_weights"] = _check_backbone_weights(spec["backbone_weights"], cls, settings, where)
         if cls.TASK == ANOMALY:  # trains on normal images, its family as pretext: synthetic defects only, no boxes
@@ -405,6 +411,21 @@ def check_mixing(mixing: Any) -> Dict[str, Any]:
         raise RecipeError(f"mixing.{error}") from None
 
 
+def check_resources(resources: Any, where: str = "resources") -> Dict[str, Any]:
+    """What a cell asks an executor for (``--executor ray`` / ``slurm``): ``cpus``, ``gpus`` (fractions share on
+    Ray), ``minutes`` and ``partition`` (SLURM); study-wide, per budget or per detector. Not part of a cell's
+    settings: where a cell runs changes nothing it computes."""
+    from defectgen.executors.base import RESOURCE_KEYS, ExecutorError, Resources
+
+    check_keys(resources if resources is not None else {}, RESOURCE_KEYS, where)
+    given = dict(resources or {})
+    try:
+        Resources().updated(given)
+    except ExecutorError as error:
+        raise RecipeError(f"{where}.{error}") from None
+    return given
+
+
 SECTIONS: Tuple[Tuple[str, Callable[[Any], Any], Any], ...] = (
     ("families", check_families, None),
     ("data", check_data, None),
@@ -415,6 +436,7 @@ SECTIONS: Tuple[Tuple[str, Callable[[Any], Any], Any], ...] = (
     ("image_size", check_image_size, 256),
     ("synthetic", check_synthetic, {}),
     ("mixing", check_mixing, {}),
+    ("resources", check_resources, {}),
 )
 """The sections checked on their own, in this order: ``(key, checker, value when the recipe leaves it out)``
 (:data:`REQUIRED` sections are never left out). ``test_sets`` comes after them: :func:`check_test_sets` reads
