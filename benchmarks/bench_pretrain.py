@@ -85,13 +85,17 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro")
 PROBE_METRICS = ("knn_accuracy", "probe_accuracy", "probe_auroc")
 PCB_DATA = ("synth_pcb+real20", "real20", "synth_pcb")  # bench_object.py's runs of the same names; the target's first
 RANDOM = "random"
+RANDOM_SHORT = "random-short"  # a control, not an equal-cost row: random init trained only the S steps an SSL run does
+RANDOMS = (RANDOM, RANDOM_SHORT)
 BUDGETS: Dict[str, Dict[str, Any]] = {
     "cpu": {"image_size": 128, "pretrain_share": 50, "steps": 50, "batch_size": 32, "seeds": [0, 1, 2],
             "rcnn_image_size": 320, "rcnn_pretrain_size": 224, "rcnn_pretrain_share": 100, "rcnn_steps": 100,
-            "rcnn_batch_size": 4, "rcnn_pretrain_batch": 8, "rcnn_seeds": [0], "rcnn_ssl_trainable_layers": 6},
+            "rcnn_batch_size": 4, "rcnn_pretrain_batch": 8, "rcnn_seeds": [0], "rcnn_ssl_trainable_layers": 6,
+            "rcnn_backbone_norm": "group"},
     "gpu": {"image_size": 256, "pretrain_share": 1000, "steps": 1672, "batch_size": 32, "seeds": [0, 1, 2, 3, 4],
             "rcnn_image_size": 640, "rcnn_pretrain_size": 320, "rcnn_pretrain_share": 900, "rcnn_steps": 900,
-            "rcnn_batch_size": 8, "rcnn_pretrain_batch": 32, "rcnn_seeds": [0, 1, 2], "rcnn_ssl_trainable_layers": 6},
+            "rcnn_batch_size": 8, "rcnn_pretrain_batch": 32, "rcnn_seeds": [0, 1, 2], "rcnn_ssl_trainable_layers": 6,
+            "rcnn_backbone_norm": "group"},
 }
 RULE = ("equal training cost, counted in images seen: the random-init detector trains S + R steps; an SSL one "
         "pretrains on the images of the R steps it gives up, then trains S (the seconds are in each row)")
@@ -138,9 +142,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--rcnn-pretrain-batch", type=int, help="templates per pretraining step (default: the budget's)")
     p.add_argument("--rcnn-ssl-trainable-layers", type=int,
                    help="backbone blocks an SSL-initialised Faster R-CNN trains (default: the budget's, all 6)")
+    p.add_argument("--rcnn-backbone-norm", choices=("frozen", "group"),
+                   help="how an SSL backbone's batch norms enter Faster R-CNN (its backbone_norm; default: the "
+                        "budget's, group)")
     p.add_argument("--rcnn-steps", type=int, help="S of the fasterrcnn part, detector steps (default: budget's)")
     p.add_argument("--rcnn-image-size", type=int, help="Faster R-CNN image side (default: the budget's)")
     p.add_argument("--rcnn-pretrain-size", type=int, help="template side when pretraining (default: budget's)")
+    p.add_argument("--rcnn-control", action="store_true",
+                   help="add a control row to the fasterrcnn part: random init trained only the S steps an SSL run "
+                        "trains (separates the steps given up from the starting weights; not an equal-cost row)")
     p.add_argument("--rcnn-ssl", nargs="+", metavar="METHOD/VIEW",
                    help="the SSL backbones of the fasterrcnn part (default: the first --methods entry, plain)")
     p.add_argument("--limit", type=int, help="at most N OK images for pretraining and training, N test pairs "
@@ -166,14 +176,17 @@ def settings(args: argparse.Namespace) -> Dict[str, Any]:
     budget = dict(BUDGETS[args.budget])
     for key in ("seeds", "pretrain_share", "steps", "image_size", "batch_size", "rcnn_seeds", "rcnn_pretrain_share",
                 "rcnn_pretrain_batch", "rcnn_steps", "rcnn_image_size", "rcnn_pretrain_size",
-                "rcnn_ssl_trainable_layers"):
+                "rcnn_ssl_trainable_layers", "rcnn_backbone_norm"):
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
     for key in ("pretrain_share", "steps", "rcnn_pretrain_share", "rcnn_pretrain_batch", "rcnn_steps"):
         if budget[key] < 1:
             error(f"--{key.replace('_', '-')} must be >= 1, got {budget[key]}")
     from defectgen.checks import resolve_device
+    from detectors.rcnn.network import GROUP_NORM_CONVERSION
 
+    if budget["rcnn_backbone_norm"] == "group":  # an older conversion's runs are not this one's
+        budget["group_norm_conversion"] = GROUP_NORM_CONVERSION
     budget.update(budget=args.budget, device=str(resolve_device(args.device)), limit=args.limit,
                   defect_ops=DEFECT_OPS, rule=RULE, data=str(args.data), pcb=str(args.pcb))
     return budget
@@ -204,7 +217,7 @@ def rcnn_configs(args: argparse.Namespace) -> List[str]:
 def pretrain_steps(init: str, share: int, detector_images: int, batch: int) -> int:
     """P: the SSL steps whose images equal those of ``share`` detector steps of ``detector_images`` images each (0
     for random init)."""
-    if init == RANDOM:
+    if init in RANDOMS:
         return 0
     images = SSL_IMAGES[init.split("/")[1]] * batch
     steps = share * detector_images // images
@@ -225,6 +238,8 @@ def pcb_steps(init: str, s: Dict[str, Any]) -> Tuple[int, int]:
     """``(P, detector steps)`` of a DeepPCB run."""
     if init == RANDOM:
         return 0, s["rcnn_steps"] + s["rcnn_pretrain_share"]
+    if init == RANDOM_SHORT:
+        return 0, s["rcnn_steps"]
     return (pretrain_steps(init, s["rcnn_pretrain_share"], s["rcnn_batch_size"], s["rcnn_pretrain_batch"]),
             s["rcnn_steps"])
 
@@ -232,6 +247,8 @@ def pcb_steps(init: str, s: Dict[str, Any]) -> Tuple[int, int]:
 def label(init: str) -> str:
     if init == RANDOM:
         return "random init"
+    if init == RANDOM_SHORT:
+        return "random init, S steps only (control: an SSL run's detector steps, less cost)"
     method, view = init.split("/")
     name = {"simclr": "SimCLR", "byol": "BYOL", "simsiam": "SimSiam", "moco": "MoCo v3"}[method]
     ops = ", ".join(DEFECT_OPS)
@@ -267,9 +284,9 @@ def plan(args: argparse.Namespace, s: Dict[str, Any]) -> List[Dict[str, Any]]:
     if "fasterrcnn" in args.parts:
         pixels = (s["rcnn_image_size"] / 320) ** 2 * s["rcnn_batch_size"] / 4
         for seed in s["rcnn_seeds"]:
-            for init in [RANDOM] + rcnn_configs(args):
+            for init in [RANDOM] + ([RANDOM_SHORT] if args.rcnn_control else []) + rcnn_configs(args):
                 ssl_steps, steps = pcb_steps(init, s)
-                cost = 0.0 if init == RANDOM else ssl_seconds(init, s["rcnn_pretrain_size"], s["rcnn_pretrain_batch"],
+                cost = 0.0 if init in RANDOMS else ssl_seconds(init, s["rcnn_pretrain_size"], s["rcnn_pretrain_batch"],
                                                               ssl_steps, mobilenet=True)
                 cost += len(PCB_DATA) * (RCNN_STEP_320 * pixels * steps + RCNN_EVAL_320)
                 groups.append({"id": f"pcb|{init}|seed{seed}", "seconds": cost,
@@ -302,7 +319,8 @@ def shard(groups: List[Dict[str, Any]], spec: Optional[str]) -> Tuple[List[Dict[
 BOTTLE_KEYS = ("image_size", "batch_size", "data", "limit", "device", "defect_ops")
 PCB_KEYS = ("rcnn_image_size", "rcnn_pretrain_size", "rcnn_batch_size", "rcnn_pretrain_batch", "pcb", "limit",
             "device", "defect_ops")
-PCB_SSL_KEYS = ("rcnn_ssl_trainable_layers",)  # how an SSL-initialised Faster R-CNN trains (random init: unused)
+# how an SSL-initialised Faster R-CNN trains (random init: unused)
+PCB_SSL_KEYS = ("rcnn_ssl_trainable_layers", "rcnn_backbone_norm", "group_norm_conversion")
 
 
 def reusable(paths: Sequence[Path], s: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
@@ -320,7 +338,7 @@ def reusable(paths: Sequence[Path], s: Dict[str, Any]) -> Tuple[Dict[str, Dict[s
         old = raw["results"]["settings"]
         for run in raw["results"]["runs"]:
             pcb = run["part"] == "fasterrcnn"
-            keys = (PCB_KEYS + (PCB_SSL_KEYS if run["init"] != RANDOM else ())) if pcb else BOTTLE_KEYS
+            keys = (PCB_KEYS + (PCB_SSL_KEYS if run["init"] not in RANDOMS else ())) if pcb else BOTTLE_KEYS
             if run["id"] in found or any(old.get(k) != s[k] for k in keys):
                 continue
             ssl_steps, steps = (pcb_steps if pcb else bottle_steps)(run["init"], s)
@@ -452,7 +470,7 @@ class Runner:
 
         s, bench = self.s, self.pcb_bench()
         weights = None
-        if init != RANDOM:
+        if init not in RANDOMS:
             def templates():
                 from defectgen.io import read_pairs
                 from defectgen.io.labelled.pairs import read_templates
@@ -468,11 +486,13 @@ class Runner:
         ssl_steps, steps = pcb_steps(init, s)
         source = bench.source(data, seed, s["device"])
         # every backbone block trains, as from random init: the pretrained layout's default (3 of 6) freezes the
-        # first blocks, which suits ImageNet weights, not a backbone of a few SSL steps
+        # first blocks, which suits ImageNet weights, not a backbone of a few SSL steps; with group norm the SSL
+        # network is the random-init one, only its starting weights differ
         layers = None if weights is None else s["rcnn_ssl_trainable_layers"]
+        norm = s["rcnn_backbone_norm"] if weights is not None else None
         detector = create_detector("fasterrcnn", class_names=list(source.class_names), image_size=bench.size,
                                    batch_size=s["rcnn_batch_size"], seed=seed, weights_backbone=weights,
-                                   trainable_backbone_layers=layers)
+                                   trainable_backbone_layers=layers, **({"backbone_norm": norm} if norm else {}))
         start = time.perf_counter()
         detector.fit(source, images_seen=steps * s["rcnn_batch_size"], device=s["device"], progress=False)
         train_s = time.perf_counter() - start
@@ -480,7 +500,7 @@ class Runner:
         return {"train_steps": detector.steps_trained, "pretrain_steps": ssl_steps,
                 "images_seen": {"pretrain": ssl_steps * SSL_IMAGES.get(init.split("/")[-1], 0)
                                 * s["rcnn_pretrain_batch"], "train": steps * s["rcnn_batch_size"]},
-                "trainable_backbone_layers": layers,
+                "trainable_backbone_layers": layers, "backbone_norm": norm,
                 "train_s": round(train_s, 1),
                 "start": detector.start, "images_per_epoch": len(source),
                 "report": report}
@@ -527,7 +547,7 @@ def _mean_std(values: List[float]) -> str:
 
 def _inits(runs: List[Dict[str, Any]]) -> List[str]:
     found = list(dict.fromkeys(r["init"] for r in runs))
-    return sorted(found, key=lambda i: (i != RANDOM, found.index(i)))
+    return sorted(found, key=lambda i: (i != RANDOM, i != RANDOM_SHORT, found.index(i)))
 
 
 def _seconds(mine: List[Dict[str, Any]], key: str) -> str:
@@ -602,7 +622,7 @@ def targets(runs: List[Dict[str, Any]]) -> List[str]:
 
     out = []
     inits = _inits(runs)
-    ssl = [i for i in inits if i != RANDOM]
+    ssl = [i for i in inits if i not in RANDOMS]
     cut = {i: mean("cutpaste", i, lambda r: r["overall"]["image_auroc"]) for i in ssl}
     cut = {i: v for i, v in cut.items() if v is not None}
     if cut:

@@ -150,6 +150,119 @@ def test_faster_rcnn_body_holds_the_files_tensors(files, backbone, architecture,
     assert no_network == []
 
 
+IMAGENET_MEAN, IMAGENET_STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+
+
+def trained_looking_backbone(architecture, image, seed=7):
+    """A classification model whose weights moved from their init and whose batch-norm statistics are the ones
+    its weights give on ``image`` (normalised as the detector's transform does), as a saved ``defectgen
+    pretrain`` backbone's are."""
+    from detectors.pretrain.backbones import recalibrate_batch_norm
+
+    torch.manual_seed(seed)
+    model = getattr(tvm, architecture)(weights=None)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    # copies of one image: batch norm's unbiased variance over copies x pixels is its biased one to < 0.1 %
+    images = image.repeat(32, 1, 1, 1) if len(image) == 1 else image
+    recalibrate_batch_norm(model, (images - IMAGENET_MEAN.view(3, 1, 1)) / IMAGENET_STD.view(3, 1, 1))
+    return model.eval()
+
+
+@pytest.mark.parametrize("backbone,architecture", [("mobilenet_v3", "mobilenet_v3_large"), ("resnet50", "resnet50")])
+def test_group_norm_conversion_computes_what_the_batch_norms_did(backbone, architecture, tmp_path, no_network):
+    # batch-norm statistics taken on one image equal that image's own statistics at every layer, so there the
+    # converted group norms must give the batch-norm network's features exactly, through the whole body (to the
+    # 2-3 % that batch norm's unbiased variance makes over 40-50 layers; 160 px leaves 25 pixels at stride 32)
+    image = torch.rand(1, 3, 160, 160)
+    model = trained_looking_backbone(architecture, image)
+    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith(HEADS)}, tmp_path / "b.pt")
+    x = (image - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)
+    with torch.no_grad():
+        if backbone == "mobilenet_v3":
+            expected = model.features(x)
+        else:
+            expected = model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(
+                model.bn1(model.conv1(x))))))))
+
+        def deepest(net):
+            return list(net.backbone.body(x).values())[-1]
+
+        converted = deepest(build_faster_rcnn(1, 160, backbone, weights_backbone=tmp_path / "b.pt",
+                                              backbone_norm="group").eval())
+        untouched = deepest(build_faster_rcnn(1, 160, backbone).eval())  # the same network, random init
+    scale = expected.abs().mean()
+    assert (converted - expected).abs().mean() / scale < 0.05  # broken conversions measured: 0.7-1.0
+    assert (untouched - expected).abs().mean() / scale > 0.5  # the check can fail
+    assert no_network == []
+
+
+def test_group_norm_conversion_keeps_features_over_many_images(tmp_path):
+    # statistics over many images: each image's group statistics differ from the data's, which group norm removes;
+    # on images like a product's OK images (one scene, varying a little) the features stay close to the batch-norm
+    # network's, far closer than with the file's weights copied without conversion
+    from detectors.rcnn.network import batch_norm_to_group_norm, conv_norm_pairs
+
+    torch.manual_seed(0)
+    scene = torch.rand(1, 3, 64, 64)
+    images = (scene * (0.9 + 0.2 * torch.rand(16, 1, 1, 1)) + 0.05 * torch.randn(16, 3, 64, 64)).clamp(0, 1)
+    model = trained_looking_backbone("mobilenet_v3_large", images)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(HEADS)}
+    torch.save(state, tmp_path / "b.pt")
+    x = (images - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)
+    net = build_faster_rcnn(1, 64, weights_backbone=tmp_path / "b.pt", backbone_norm="group").eval()
+    copied = build_faster_rcnn(1, 64).eval()
+    body = copied.backbone.body
+    plain = {k[len("features."):]: v for k, v in state.items() if k[len("features."):] in body.state_dict()}
+    body.load_state_dict(plain)  # conv weights and batch norm's affine, no conversion
+    with torch.no_grad():
+        expected = model.features[:7](x).flatten()
+    got, naive = _run_to(net.backbone.body, x, 7), _run_to(body, x, 7)
+
+    def correlation(a):
+        return torch.corrcoef(torch.stack([a.flatten(), expected]))[0, 1].item()
+
+    # seeds 0-4: 0.94-0.96 converted, 0.27-0.30 copied
+    assert correlation(got) > 0.85
+    assert correlation(got) > correlation(naive) + 0.4
+    assert correlation(got) > correlation(naive) + 0.1
+    renamed = {k[len("features."):]: v for k, v in state.items()}
+    converted = batch_norm_to_group_norm(renamed, body)
+    assert set(converted) == set(body.state_dict())  # buffers dropped, none added
+    # every convolution keeps its weight norm (Adam's fixed-size steps then move it as fast as from the file)
+    for conv, _ in conv_norm_pairs(body):
+        key = f"{conv}.weight"
+        assert converted[key].norm() == pytest.approx(float(renamed[key].norm()), rel=1e-5)
+        assert not torch.allclose(converted[key], renamed[key])  # its channels were rebalanced
+
+
+def _run_to(body, x, stop):
+    """The output of the first ``stop`` feature blocks of a MobileNet FPN body."""
+    with torch.no_grad():
+        for k in range(stop):
+            x = body[str(k)](x)
+    return x
+
+
+def test_backbone_norm_group_is_the_random_init_network_and_trains_every_layer(files, tmp_path, no_network):
+    root, _ = files
+    detector = FasterRCNNDetector(num_classes=1, image_size=64, backbone_norm="group",
+                                  weights_backbone=root / "mobilenet_v3_large.pt")
+    random_init = FasterRCNNDetector(num_classes=1, image_size=64)
+    assert detector.network.state_dict().keys() == random_init.network.state_dict().keys()
+    assert all(p.requires_grad for p in detector.network.backbone.body.parameters())
+    assert detector.config()["backbone_norm"] == "group"
+    detector.save(tmp_path / "m.pt")
+    loaded = FasterRCNNDetector.load(tmp_path / "m.pt")
+    assert loaded.backbone_norm == "group"
+    for key, value in detector.network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="backbone_norm must be one of"):
+        FasterRCNNDetector(num_classes=1, image_size=64, backbone_norm="batch")
+    assert no_network == []
+
+
 def test_faster_rcnn_refuses_a_resnet18_file_naming_the_backbones_it_takes(files):
     root, _ = files
     with pytest.raises(ValueError) as error:
@@ -175,6 +288,14 @@ def test_train_fasterrcnn_with_weights_backbone(files, images, tmp_path, capsys,
     # the first blocks are frozen with a pretrained backbone (torchvision's rule): still the file's after training
     first = "backbone.body.0.0.weight"
     assert torch.equal(saved["network"][first], states["mobilenet_v3_large"]["features.0.0.weight"])
+    # --backbone-norm group: the random-init network from the file's weights; its first block trains
+    code, _, err = run([*common, "--weights-backbone", root / "mobilenet_v3_large.pt", "--backbone-norm", "group",
+                        "--out", tmp_path / "g"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["settings"]["backbone_norm"] == "group"
+    grouped = torch.load(tmp_path / "g" / "model.pt", map_location="cpu", weights_only=True)
+    assert "backbone.body.0.1.running_mean" not in grouped["network"]  # group norm, no batch statistics
+    assert grouped["config"]["backbone_norm"] == "group"
     code, _, err = run([*common, "--weights-backbone", root / "resnet18.pt", "--out", tmp_path / "b"], capsys)
     assert_one_line_error(code, err, "resnet18.pt", "mobilenet_v3_large (--backbone mobilenet_v3) or resnet50")
     code, _, err = run([*common, "--weights-backbone", tmp_path / "none.pt", "--out", tmp_path / "c"], capsys)

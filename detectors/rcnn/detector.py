@@ -24,7 +24,7 @@ from ..backbone_file import saved_start, start_record
 from ..base import ObjectDetector, as_float, check_images
 from ..registry import register_detector, save_state
 from ..types import LabelledSet, Prediction, TrainingBatch
-from .network import BACKBONES, DEFAULT_ANCHORS, TORCHVISION_NAMES, build_faster_rcnn
+from .network import BACKBONE_NORMS, BACKBONES, DEFAULT_ANCHORS, TORCHVISION_NAMES, build_faster_rcnn
 
 FORMAT = "defectgen.detectors.fasterrcnn/1"
 _PREDICT_CHUNK = 16
@@ -44,6 +44,11 @@ class FasterRCNNDetector(ObjectDetector):
             ``mobilenet_v3_large`` / ``resnet50`` state_dict as ``backbone`` says, head optional (e.g. the
             ``backbone.pt`` of ``defectgen pretrain``); never downloaded. :meth:`describe` records it (path and
             content hash) under ``"start"``.
+        backbone_norm: how the backbone file's batch norms enter the network (:mod:`.network`): ``"frozen"``
+            (torchvision's pretrained layout, for ImageNet weights: batch norm frozen, the last
+            ``trainable_backbone_layers`` blocks train, default 3) or ``"group"`` (the random-init network, its
+            group norms converted from the file's batch norms; every layer trains: measured far better for
+            ``defectgen pretrain`` backbones, docs/pretrain.md). Ignored without a file.
         weights: optional local file to start from: a model saved by :meth:`save` (same classes and backbone).
         batch_size: images per step.
         learning_rate, weight_decay: AdamW settings; the rate warms up linearly over ``warmup_steps`` and
@@ -67,11 +72,16 @@ class FasterRCNNDetector(ObjectDetector):
                             help="local backbone file: a torchvision mobilenet_v3_large / resnet50 state_dict (as "
                                  "--backbone says), head optional: the backbone.pt of 'defectgen pretrain', or "
                                  "ImageNet weights; never downloaded (default: random init)")
+        parser.add_argument("--backbone-norm", choices=BACKBONE_NORMS, default="frozen",
+                            help="how --weights-backbone's batch norms enter the network: 'frozen' (torchvision's "
+                                 "layout for ImageNet weights) or 'group' (converted to group norm, every layer "
+                                 "trains; use it for a 'defectgen pretrain' backbone) (default: %(default)s)")
 
     @classmethod
     def model_settings(cls, args) -> Dict[str, Any]:
         return {"backbone": args.backbone,
-                "weights_backbone": None if args.weights_backbone is None else str(args.weights_backbone)}
+                "weights_backbone": None if args.weights_backbone is None else str(args.weights_backbone),
+                "backbone_norm": args.backbone_norm}
 
     @classmethod
     def cli_fit_options(cls, args) -> Dict[str, Any]:
@@ -84,10 +94,10 @@ class FasterRCNNDetector(ObjectDetector):
                  weights: Optional[Union[str, Path]] = None, trainable_backbone_layers: Optional[int] = None,
                  batch_size: int = 4, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
                  warmup_steps: int = 100, flip: bool = True, box_score_thresh: float = 0.001,
-                 detections_per_image: int = 100, seed: int = 0):
+                 detections_per_image: int = 100, seed: int = 0, backbone_norm: str = "frozen"):
         self._set_config(class_names, num_classes, image_size, channels, backbone, anchor_sizes, weights_backbone,
                          weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps,
-                         flip, box_score_thresh, detections_per_image, seed)
+                         flip, box_score_thresh, detections_per_image, seed, backbone_norm)
         self.network = self._build(load_backbone=True)
         # where the backbone's starting weights came from (a report says SSL-initialised or random)
         self.start: Dict[str, Any] = start_record(weights_backbone, TORCHVISION_NAMES[self.backbone])
@@ -100,7 +110,7 @@ class FasterRCNNDetector(ObjectDetector):
 
     def _set_config(self, class_names, num_classes, image_size, channels, backbone, anchor_sizes, weights_backbone,
                     weights, trainable_backbone_layers, batch_size, learning_rate, weight_decay, warmup_steps, flip,
-                    box_score_thresh, detections_per_image, seed) -> None:
+                    box_score_thresh, detections_per_image, seed, backbone_norm="frozen") -> None:
         if class_names is None:
             if num_classes is None:
                 raise ValueError("give class_names (or num_classes)")
@@ -118,6 +128,9 @@ class FasterRCNNDetector(ObjectDetector):
         self.anchor_sizes = [check_int(s, "anchor_sizes[]", 1) for s in anchor_sizes]
         self.weights_backbone = None if weights_backbone is None else str(weights_backbone)
         self.trainable_backbone_layers = trainable_backbone_layers
+        if backbone_norm not in BACKBONE_NORMS:
+            raise ValueError(f"backbone_norm must be one of {list(BACKBONE_NORMS)}, got {backbone_norm!r}")
+        self.backbone_norm = backbone_norm
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.learning_rate = check_number(learning_rate, "learning_rate", 0.0)
         self.weight_decay = check_number(weight_decay, "weight_decay", 0.0)
@@ -129,14 +142,16 @@ class FasterRCNNDetector(ObjectDetector):
         self.weights = None if weights is None else str(weights)
 
     def _build(self, load_backbone: bool):
-        """The network; ``load_backbone=False`` keeps a pretrained backbone's layout (frozen batch norm) without
-        reading its file, for a saved model whose weights replace it anyway."""
+        """The network; ``load_backbone=False`` keeps a pretrained backbone's layout (frozen batch norm, or group
+        norm) without reading its file, for a saved model whose weights replace it anyway."""
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global stream
             torch.manual_seed(self.seed)
             network = build_faster_rcnn(len(self.class_names), self.image_size, self.backbone, self.anchor_sizes,
                                         self.weights_backbone if load_backbone else None,
                                         self.trainable_backbone_layers, self.box_score_thresh,
-                                        self.detections_per_image, frozen_norm=self.weights_backbone is not None)
+                                        self.detections_per_image, backbone_norm=self.backbone_norm,
+                                        frozen_norm=self.weights_backbone is not None
+                                        and self.backbone_norm == "frozen")
         return network.eval()
 
     def _load_weights(self, path: Path) -> None:
@@ -150,8 +165,9 @@ class FasterRCNNDetector(ObjectDetector):
     def config(self) -> Dict[str, Any]:
         return {"class_names": list(self.class_names), "image_size": self.image_size, "channels": self.channels,
                 "backbone": self.backbone, "anchor_sizes": list(self.anchor_sizes),
-                "weights_backbone": self.weights_backbone, "weights": self.weights,
-                "trainable_backbone_layers": self.trainable_backbone_layers, "batch_size": self.batch_size,
+                "weights_backbone": self.weights_backbone, "backbone_norm": self.backbone_norm,
+                "weights": self.weights, "trainable_backbone_layers": self.trainable_backbone_layers,
+                "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
                 "warmup_steps": self.warmup_steps, "flip": self.flip, "box_score_thresh": self.box_score_thresh,
                 "detections_per_image": self.detections_per_image, "seed": self.seed}
