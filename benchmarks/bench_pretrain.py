@@ -4,7 +4,7 @@ probe, Faster R-CNN on DeepPCB.
     python benchmarks/bench_pretrain.py                                  # CPU budget, every part (hours: see below)
     python benchmarks/bench_pretrain.py --parts cutpaste probe --methods simclr simsiam --views plain negatives \\
         --shard 1/2 --json s1.json                                       # one of two processes; then --merge
-    python benchmarks/bench_pretrain.py --merge s1.json s2.json --json docs/results/pretrain_bottle_cpu.json
+    python benchmarks/bench_pretrain.py --merge s1.json s2.json --json docs/results/pretrain_cpu.json
     python benchmarks/bench_pretrain.py --budget gpu --device cuda
 
 **Equal training cost, counted in images seen** (images through the trained network, each view and each defective
