@@ -282,13 +282,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="print one table from the runs of earlier --json files (generator timing: the last "
                              "file that has one) and run nothing; with --json / --markdown, write it there too")
+    parser.add_argument("--replace", nargs="+", default=[], metavar="GENERATOR",
+                        help="with --merge: take these generators' runs from the first file that has them only "
+                             "(new runs of a changed generator replacing every earlier one, all seeds)")
     parser.add_argument("--json", type=Path, help="write the raw results file here (rewritten after every DRAEM "
                                                   "run; published: docs/results/anomalib_bottle_cpu.json)")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     args = parser.parse_args(argv)
     command = command_line(__file__, argv)
     if args.merge:
-        return merge(args.merge, args.json, args.markdown, command)
+        return merge(args.merge, args.json, args.markdown, command, replace=args.replace)
     for path, what in ((args.data, "--data"), (args.textures, "--textures")):
         if not path.is_dir():
             parser.error(f"{what} {path} is not a folder")
@@ -340,17 +343,21 @@ def _results(loaded: dict) -> dict:
     return loaded["results"] if "results" in loaded and "benchmark" in loaded else loaded
 
 
-def merge(paths, json_path, markdown_path, command: str) -> dict:
+def merge(paths, json_path, markdown_path, command: str, replace=()) -> dict:
     """One result from the runs of several result files (e.g. seeds or generators run as separate processes).
+    A generator in ``replace`` takes its runs from the first file that has any (a changed generator's new runs
+    replace all of its earlier ones, not seed by seed).
 
     Its raw file names the merged runs' commands (or files) in ``merged_from`` and takes the date, versions and
     machine of the runs: the latest date, the first file's versions and machine."""
     loaded = [json.loads(Path(p).read_text()) for p in paths]
     parts = [_results(part) for part in loaded]
-    rows, seen = [], set()
-    for part in parts:
+    rows, seen, owner = [], set(), {}
+    for k, part in enumerate(parts):
         for row in part["runs"]:
             key = (row["generator"], row["seed"])
+            if row["generator"] in replace and owner.setdefault(row["generator"], k) != k:
+                continue  # replaced by the first file's runs of this generator
             if key not in seen:  # a run present in two files counts once
                 seen.add(key)
                 rows.append(row)

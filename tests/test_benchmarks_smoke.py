@@ -231,6 +231,17 @@ def test_bench_anomalib_merge_writes_one_raw_file_and_its_readme_table(tmp_path,
     assert readme[3].endswith("| 217 (1.56x faster) |")
     assert readme[4].endswith("| 29 (11.6x) |")
     assert module.BUDGETS["cpu"]["seeds"] == [0, 1]  # the default command is the published one, both seeds
+    # --replace: a changed generator's new runs (here seed 0 only) replace all of its earlier ones
+    fixed = tmp_path / "fixed.json"
+    write_raw(fixed, "bench_anomalib", "python benchmarks/bench_anomalib.py --generators draem --seeds 0",
+              {"budget": {"size": 64, "steps": 200, "batch": 8, "seeds": [0]}, "device": "cpu", "threads": 1,
+               "runs": [run("draem", 0, 0.5)], "table": module.summarise([run("draem", 0, 0.5)], ["draem"])},
+              date="2026-11-23")
+    module.main(["--merge", str(fixed), *map(str, parts), "--replace", "draem", "--json", str(merged)])
+    runs = json.loads(merged.read_text())["results"]["runs"]
+    assert sorted((r["generator"], r["seed"], r["image_auroc"]) for r in runs if r["generator"] == "draem") == \
+        [("draem", 0, 0.5)]
+    assert len(runs) == 5  # the other generators' runs of both seeds stay
 
 
 def _learned_margins():
@@ -511,3 +522,38 @@ def test_bench_pretrain_tiny_run_shards_resumes_and_merges(capsys, tmp_path):
     other = [a if a != "2" or tiny[k - 1] != "--pretrain-share" else "3" for k, a in enumerate(tiny)]
     none = module.main(other + ["--parts", "cutpaste", "--json", str(tmp_path / "none.json"), "--reuse", str(merged)])
     assert not any("reused_from" in r for r in none["results"]["runs"])
+
+
+def test_pairs_as_mvtec_splits_by_board_and_draws_box_masks(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("pairs_as_mvtec", BENCH.with_name("pairs_as_mvtec.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pairs = tmp_path / "pairs"
+    for folder in ("images", "templates", "labels"):
+        (pairs / folder).mkdir(parents=True)
+    for k in range(6):
+        name = f"{k:04d}"
+        cv2.imwrite(str(pairs / "templates" / f"{name}.jpg"), np.full((40, 40, 3), 10 * k, np.uint8))
+        cv2.imwrite(str(pairs / "images" / f"{name}.jpg"), np.full((40, 40, 3), 200, np.uint8))
+        box = "" if k == 5 else "0 0 20 10 1\n"  # the last tested image has no labelled defect
+        (pairs / "labels" / f"{name}.txt").write_text(box)
+    out = tmp_path / "category"
+    assert module.main(["--pairs", str(pairs), "--out", str(out), "--size", "20", "--train", "2",
+                        "--test-good", "1"]) == 0
+    names = {folder: sorted(p.stem for p in (out / folder).iterdir())
+             for folder in ("train/good", "test/good", "test/pcb_defect", "ground_truth/pcb_defect")}
+    assert names == {"train/good": ["0000", "0001"], "test/good": ["0002"], "test/pcb_defect": ["0003", "0004"],
+                     "ground_truth/pcb_defect": ["0003_mask", "0004_mask"]}
+    mask = cv2.imread(str(out / "ground_truth/pcb_defect/0003_mask.png"), cv2.IMREAD_GRAYSCALE)
+    # the 20 x 10 box at half size (read_pairs makes DeepPCB's inclusive x2 / y2 one past: a pixel more)
+    assert set(np.unique(mask)) == {0, 255} and mask[:5, :10].all()
+    assert not mask[6:].any() and not mask[:, 11:].any()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--pairs", str(pairs), "--out", str(tmp_path / "other"), "--train", "5", "--test-good", "1"])
+    assert exit_.value.code == 2 and "must leave defective test pairs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a written category is not overwritten
+        module.main(["--pairs", str(pairs), "--out", str(out)])
