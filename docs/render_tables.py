@@ -217,9 +217,40 @@ def fewshot_summary(study: str) -> str:
     return "\n\n".join(parts) + "\n\n" + _study_provenance(study, rows)
 
 
+def _method_ranking(study: str, metric: str) -> str:
+    """The study report's method ranking (:mod:`detectors.study.methods`) of the real test set on ``metric``,
+    recomputed from the committed ``results.jsonl`` and ``study.json``: detectors x test sets (score, rank), then
+    Spearman's ρ of each synthetic set against the real one and the best-proxy sentence."""
+    from detectors.study.methods import method_ranking, ranking_markdown
+    from detectors.study.report import aggregate
+
+    rows = study_rows(study)
+    record = json.loads((DOCS / "ablation" / study / "study.json").read_text())
+    items = [i for i in method_ranking(record, aggregate(rows)) if i["metric"] == metric and i["real"] == "real"]
+    if len(items) != 1:
+        raise KeyError(f"ablation/{study}: {len(items)} method rankings of the real set on {metric}")
+    body = ranking_markdown(items[0]).split("\n", 2)[2]  # without the report's heading
+    return body + "\n\n" + _study_provenance(study, rows)
+
+
+def methods_image_auroc(study: str) -> str:
+    return _method_ranking(study, "image_auroc")
+
+
+def methods_pixel_auroc(study: str) -> str:
+    return _method_ranking(study, "pixel_auroc")
+
+
+def methods_aupro(study: str) -> str:
+    return _method_ranking(study, "aupro")
+
+
 STUDY_TABLES: Dict[str, Callable[[str], str]] = {"deeppcb_summary": deeppcb_summary,
                                                  "anomaly_summary": anomaly_summary,
-                                                 "fewshot_summary": fewshot_summary}
+                                                 "fewshot_summary": fewshot_summary,
+                                                 "methods_image_auroc": methods_image_auroc,
+                                                 "methods_pixel_auroc": methods_pixel_auroc,
+                                                 "methods_aupro": methods_aupro}
 
 
 # -- the pages ------------------------------------------------------------------------------------------------
