@@ -489,10 +489,10 @@ class Runner:
         # first blocks, which suits ImageNet weights, not a backbone of a few SSL steps; with group norm the SSL
         # network is the random-init one, only its starting weights differ
         layers = None if weights is None else s["rcnn_ssl_trainable_layers"]
-        norm = s["rcnn_backbone_norm"] if weights is not None else None
+        norm = s["rcnn_backbone_norm"] if weights is not None else None  # without a file: recorded as none
         detector = create_detector("fasterrcnn", class_names=list(source.class_names), image_size=bench.size,
                                    batch_size=s["rcnn_batch_size"], seed=seed, weights_backbone=weights,
-                                   trainable_backbone_layers=layers, **({"backbone_norm": norm} if norm else {}))
+                                   trainable_backbone_layers=layers, backbone_norm=s["rcnn_backbone_norm"])
         start = time.perf_counter()
         detector.fit(source, images_seen=steps * s["rcnn_batch_size"], device=s["device"], progress=False)
         train_s = time.perf_counter() - start

@@ -229,8 +229,7 @@ def _method_ranking(study: str, metric: str) -> str:
     items = [i for i in method_ranking(record, aggregate(rows)) if i["metric"] == metric and i["real"] == "real"]
     if len(items) != 1:
         raise KeyError(f"ablation/{study}: {len(items)} method rankings of the real set on {metric}")
-    body = ranking_markdown(items[0]).split("\n", 2)[2]  # without the report's heading
-    return body + "\n\n" + _study_provenance(study, rows)
+    return ranking_markdown(items[0], heading=False) + "\n\n" + _study_provenance(study, rows)
 
 
 def methods_image_auroc(study: str) -> str:

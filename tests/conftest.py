@@ -18,6 +18,18 @@ def make_images(batch=4, channels=3, height=48, width=64, dtype=torch.float32, d
     return x.to(device)
 
 
+def write_dark_ok_images(folder, rng, count, size=64):
+    """``count`` defect-free images ``ok{i}.png`` of dark noise (``size`` px, values 0-39) into ``folder``, drawn
+    from ``rng`` in order (the OK images the small study and detector tests train on)."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"ok{i}.png"), rng.integers(0, 40, (size, size, 3), dtype=np.uint8))
+    return folder
+
+
 def write_yolo_squares(root, rng, counts):
     """A small real YOLO set under ``root``: per split (``{"train": 3, ...}``), dark noise images of 64 px with a
     bright 16 px square (class ``blob``) on every image but the first, which is defect-free; and ``data.yaml``."""

@@ -1,10 +1,9 @@
 """`defectgen train fasterrcnn|yolo` and `defectgen eval` on labelled sets: run folders, reports, user errors."""
 import json
 
-import cv2
 import numpy as np
 import pytest
-from conftest import write_yolo_squares
+from conftest import write_dark_ok_images, write_yolo_squares
 
 from defectgen.cli import main
 
@@ -20,10 +19,8 @@ def folders(tmp_path_factory):
     """OK images, and a small real YOLO set (bright squares on dark images; one image defect-free)."""
     root = tmp_path_factory.mktemp("object")
     ok = root / "ok"
-    ok.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(ok / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(ok, rng, 4)
     real = root / "real"
     write_yolo_squares(real, rng, {"train": 3, "test": 3})
     return root, ok, real

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli as run
-from conftest import write_yolo_squares
+from conftest import write_dark_ok_images, write_yolo_squares
 
 from defectgen.cli_support import add_image_size_argument, add_seed_argument
 from detectors import registry
@@ -144,9 +144,7 @@ def test_a_registered_kind_is_trained_and_evaluated_through_the_cli(brightness, 
 
 def test_a_registered_kind_runs_in_a_one_cell_study(brightness, tmp_path):
     rng = np.random.default_rng(0)
-    (tmp_path / "ok").mkdir()
-    for i in range(8):
-        cv2.imwrite(str(tmp_path / "ok" / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(tmp_path / "ok", rng, 8)
     write_yolo_squares(tmp_path / "real", rng, {"test": 4})
     recipe = {"name": "toy table", "image_size": SIZE, "seeds": [0], "regimes": ["synthetic"],
               "data": {"format": "folder", "ok": "ok", "holdout_ok": 2,

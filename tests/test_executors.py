@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Tuple
 
-import cv2
 import numpy as np
 import pytest
-from conftest import block_network, run_cli, write_yolo_squares
+from conftest import block_network, run_cli, write_dark_ok_images, write_yolo_squares
 from test_generate import tree, write_ok_folder
 
 from defectgen.executors import LocalExecutor, Resources, Task, run_tasks
@@ -30,9 +29,7 @@ from detectors.study.folder import CELLS, RESULT
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("executors")
     rng = np.random.default_rng(0)
-    (root / "ok").mkdir()
-    for i in range(6):
-        cv2.imwrite(str(root / "ok" / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(root / "ok", rng, 6)
     write_yolo_squares(root / "real", rng, {"test": 3})
     return root
 

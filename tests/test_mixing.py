@@ -9,11 +9,10 @@ import json
 import math
 from collections import Counter
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import write_yolo_squares
+from conftest import write_dark_ok_images, write_yolo_squares
 
 from defectgen import PatchDefect
 from defectgen.cli import main
@@ -283,9 +282,7 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("mixing")
     rng = np.random.default_rng(0)
     ok = root / "ok"
-    ok.mkdir()
-    for i in range(4):
-        cv2.imwrite(str(ok / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(ok, rng, 4)
     real = root / "real"
     write_yolo_squares(real, rng, {"train": 4, "test": 2})
     empty = root / "empty"
@@ -405,9 +402,7 @@ def test_train_cutpaste_for_images_seen(folders, tmp_path, capsys):
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     rng = np.random.default_rng(0)
-    (root / "ok").mkdir()
-    for i in range(6):
-        cv2.imwrite(str(root / "ok" / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(root / "ok", rng, 6)
     write_yolo_squares(root / "real", rng, {"train": 4, "test": 2})
     return root
 

@@ -2,11 +2,11 @@
 ``families`` list, and ``--data-root``. Loads and expands only: nothing trains."""
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
 
+from conftest import write_dark_ok_images
 from detectors.study import RecipeError, expand, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +26,7 @@ PRETEXT_OPS = {"cutpaste": {"cutpaste"}, "scar": {"cutpaste_scar"}, "union": {"c
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
     rng = np.random.default_rng(0)
-    (root / "ok").mkdir()
-    for i in range(6):
-        cv2.imwrite(str(root / "ok" / f"ok{i}.png"), rng.integers(0, 40, (32, 32, 3), dtype=np.uint8))
+    write_dark_ok_images(root / "ok", rng, 6, size=32)
     return root
 
 

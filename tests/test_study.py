@@ -9,7 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from conftest import write_yolo_squares
+from conftest import write_dark_ok_images, write_yolo_squares
 
 from defectgen.cli import main
 from defectgen.run_folder import differing_keys
@@ -25,9 +25,7 @@ def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     rng = np.random.default_rng(0)
     ok = root / "ok"
-    ok.mkdir()
-    for i in range(10):
-        cv2.imwrite(str(ok / f"ok{i}.png"), rng.integers(0, 40, (64, 64, 3), dtype=np.uint8))
+    write_dark_ok_images(ok, rng, 10)
     real = root / "real"
     write_yolo_squares(real, rng, {"train": 6, "test": 4})
     return root

@@ -171,13 +171,13 @@ def _rank_text(rank: float) -> str:
     return f"{rank:.0f}" if rank == int(rank) else f"{rank:.1f}"
 
 
-def ranking_markdown(item: Dict[str, Any]) -> str:
+def ranking_markdown(item: Dict[str, Any], heading: bool = True) -> str:
     """One table section: detectors x test sets (score in percent, rank), then ρ per synthetic set and the
-    best-proxy sentence."""
+    best-proxy sentence; ``heading=False`` leaves out its ``###`` line (a page that gives its own)."""
     real, sets = item["real"], item["test_sets"]
     head = ["detector", "families", *(f"{t} (real)" if t == real else t for t in sets)]
-    lines = [f"### `{real}`: {item['metric']}, regime {item['regime']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"### `{real}`: {item['metric']}, regime {item['regime']}", ""] if heading else []
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in item["detectors"]:
         families = ", ".join(row["families"]) if len(row["families"]) <= 2 else f"{len(row['families'])}"
         cells = [f"{100 * row['scores'][t]:.1f} ({_rank_text(row['ranks'][t])})" for t in sets]
