@@ -229,19 +229,23 @@ def test_a_cell_lost_every_time_is_recorded_failed_and_the_study_goes_on(ray_her
     assert "attempt 2 of 2" in err and "[6/6]" in err and "ETA" in err
 
 
-def _interrupt_when(predicate, timeout_s=60.0):
-    """Ctrl-C the main thread once ``predicate()`` holds (a watcher thread)."""
+def _interrupt_when(predicate, timeout_s=60.0, again_s=5.0):
+    """Ctrl-C the main thread once ``predicate()`` holds (a watcher thread), and again every ``again_s`` seconds
+    until the returned event is set, as a user presses Ctrl-C again: one fresh-clone CI run hung here because the
+    first interrupt never reached the test (delivered while the main thread was inside ``ray.wait``)."""
+    interrupted = threading.Event()
+
     def watch():
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not interrupted.is_set():
             if predicate():
                 _thread.interrupt_main()
-                return
-            time.sleep(0.05)
+                interrupted.wait(again_s)
+            else:
+                time.sleep(0.05)
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, daemon=True).start()
+    return interrupted
 
 
 def test_ctrl_c_cancels_the_tasks_and_leaves_finished_cells_whole(ray_here, toy, reference, tmp_path):
@@ -249,9 +253,12 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_finished_cells_whole(ray_here, toy,
     out, marks = tmp_path / "study", tmp_path / "marks"
     marks.mkdir()
     runner = ScriptedCell(str(marks), sleep_s={"shape": 600.0})
-    _interrupt_when(lambda: any(marks.glob("*.started")))
-    with pytest.raises(KeyboardInterrupt):
-        run_study(study, out, runner=runner, progress=False, executor=ray_here)
+    interrupted = _interrupt_when(lambda: any(marks.glob("*.started")))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, out, runner=runner, progress=False, executor=ray_here)
+    finally:
+        interrupted.set()
     started = {p.stem for p in marks.glob("*.started")}
     deadline = time.monotonic() + 30
     while {p.stem for p in marks.glob("*.stopped")} != started and time.monotonic() < deadline:
