@@ -7,6 +7,7 @@ import _thread
 import json
 import os
 import sys
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -253,12 +254,16 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_finished_cells_whole(ray_here, toy,
     out, marks = tmp_path / "study", tmp_path / "marks"
     marks.mkdir()
     runner = ScriptedCell(str(marks), sleep_s={"shape": 600.0})
+    # Python's own SIGINT handler, whatever an earlier test (or Ray) installed: in the full suite the interrupt
+    # never raised here, alone it always did
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupted = _interrupt_when(lambda: any(marks.glob("*.started")))
     try:
         with pytest.raises(KeyboardInterrupt):
             run_study(study, out, runner=runner, progress=False, executor=ray_here)
     finally:
         interrupted.set()
+        signal.signal(signal.SIGINT, handler)
     started = {p.stem for p in marks.glob("*.started")}
     deadline = time.monotonic() + 30
     while {p.stem for p in marks.glob("*.stopped")} != started and time.monotonic() < deadline:
